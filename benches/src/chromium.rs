@@ -1,0 +1,244 @@
+//! Debian's headless Chromium, driven over the DevTools protocol: launch it on a page, evaluate
+//! JavaScript in it, and clean up (process and profile directory) on drop.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// How long Chromium may take to open its DevTools port.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one evaluation may take.
+const EVAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Window size and extra flags for a launch.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// Viewport width and height in CSS pixels.
+    pub window: (u32, u32),
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        Self { window: (1280, 800) }
+    }
+}
+
+/// A running headless Chromium with one page.
+#[derive(Debug)]
+pub struct Chromium {
+    child: Child,
+    profile: PathBuf,
+    ws: Ws,
+    next_id: u64,
+}
+
+/// The Chromium binary: `$STRATUS_CHROMIUM`, else `chromium` from Debian.
+pub fn binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STRATUS_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+impl Chromium {
+    /// Starts Chromium on `url` and connects to the page's DevTools target.
+    pub async fn launch(url: &str, options: &LaunchOptions) -> anyhow::Result<Self> {
+        let bin = binary().context("chromium not found; install it with `apt-get install chromium`")?;
+        let profile = std::env::temp_dir().join(format!(
+            "stratus-chromium-{}-{:x}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&profile).context("create a Chromium profile directory")?;
+        let log = std::fs::File::create(profile.join("chromium.log"))?;
+        let child = Command::new(&bin)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--mute-audio",
+                "--remote-debugging-port=0",
+                "--allow-loopback-in-peer-connection",
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+            ])
+            .arg(format!("--window-size={},{}", options.window.0, options.window.1))
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut child = child;
+        let connected = tokio::time::timeout(START_TIMEOUT, connect(&mut child, &profile))
+            .await
+            .map_err(|_| anyhow!("chromium did not open its DevTools port within {START_TIMEOUT:?}"))
+            .and_then(|r| r);
+        match connected {
+            Ok(ws) => Ok(Self { child, profile, ws, next_id: 1 }),
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = std::fs::remove_dir_all(&profile);
+                Err(e)
+            }
+        }
+    }
+
+    /// Evaluates `expression` in the page (promises are awaited) and returns its JSON value.
+    pub async fn eval(&mut self, expression: &str) -> anyhow::Result<Value> {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expression, "awaitPromise": true, "returnByValue": true }),
+            )
+            .await?;
+        if let Some(details) = result.get("exceptionDetails") {
+            let text = details["exception"]["description"]
+                .as_str()
+                .or(details["text"].as_str())
+                .unwrap_or("unknown exception");
+            bail!("javascript threw: {text}");
+        }
+        Ok(result["result"]["value"].clone())
+    }
+
+    /// Sends one DevTools command and waits for its reply.
+    pub async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = json!({ "id": id, "method": method, "params": params });
+        self.ws.send(Message::Text(msg.to_string().into())).await?;
+        let reply = tokio::time::timeout(EVAL_TIMEOUT, async {
+            while let Some(msg) = self.ws.next().await {
+                if let Message::Text(text) = msg? {
+                    let v: Value = serde_json::from_str(&text)?;
+                    if v["id"] == id {
+                        return Ok(v);
+                    }
+                }
+            }
+            Err(anyhow!("the DevTools connection closed"))
+        })
+        .await
+        .map_err(|_| anyhow!("{method} did not answer within {EVAL_TIMEOUT:?}"))??;
+        if let Some(err) = reply.get("error") {
+            bail!("{method} failed: {err}");
+        }
+        Ok(reply["result"].clone())
+    }
+
+    /// Polls `expression` until it evaluates to a truthy value, or fails after `timeout`
+    /// with `what` and the last value seen.
+    pub async fn wait_for(
+        &mut self,
+        expression: &str,
+        timeout: Duration,
+        what: &str,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            last = self.eval(expression).await?;
+            let truthy = match &last {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if truthy {
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = self.eval("window.stratus ? window.stratus.status : 'no page state'").await.unwrap_or_default();
+        bail!("timed out after {timeout:?} waiting for {what} (last value {last}, page status {status})")
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        // The profile is ours alone; Chromium may still be writing while it dies, so retry once.
+        if std::fs::remove_dir_all(&self.profile).is_err() {
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = std::fs::remove_dir_all(&self.profile);
+        }
+    }
+}
+
+/// Waits for Chromium's DevTools port and connects to its page target.
+async fn connect(child: &mut Child, profile: &std::path::Path) -> anyhow::Result<Ws> {
+    let port_file = profile.join("DevToolsActivePort");
+    let port: u16 = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("chromium exited at start ({status}); see {}", profile.join("chromium.log").display());
+        }
+        if let Ok(text) = std::fs::read_to_string(&port_file)
+            && let Some(Ok(port)) = text.lines().next().map(str::parse)
+        {
+            break port;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let page = loop {
+        let list = http_get_json(port, "/json/list").await?;
+        let page = list.as_array().and_then(|targets| {
+            targets
+                .iter()
+                .find(|t| t["type"] == "page")
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+        });
+        if let Some(url) = page {
+            break url.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (ws, _) = tokio_tungstenite::connect_async(page.as_str())
+        .await
+        .context("connect to the page's DevTools socket")?;
+    Ok(ws)
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}
+
+/// A minimal HTTP/1.1 GET on loopback that returns the body parsed as JSON.
+async fn http_get_json(port: u16, path: &str) -> anyhow::Result<Value> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    Ok(serde_json::from_str(body)?)
+}

@@ -1,0 +1,88 @@
+//! First light: the demo title, rendered on lavapipe, encoded with x264, streamed with
+//! webrtc-rs, decoded and shown by headless Chromium.
+
+use std::time::{Duration, Instant};
+
+use benches::chromium::{Chromium, LaunchOptions};
+use capture::offscreen::swatch_rgb;
+use serde_json::Value;
+use server::config::NodeConfig;
+
+use crate::support::Stack;
+
+const INBOUND_VIDEO: &str = r#"(async () => {
+  const pc = window.stratus && window.stratus.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  let out = null;
+  report.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      out = { framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0,
+              frameHeight: s.frameHeight || 0, timestamp: s.timestamp };
+    }
+  });
+  return out;
+})()"#;
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_plays_the_demo_title() {
+    let mut config = NodeConfig::loopback("");
+    config.video.fps = 30;
+    let stack = Stack::start(config).await;
+    let url = format!("http://{}/", stack.addr);
+    let mut browser = Chromium::launch(&url, &LaunchOptions::default())
+        .await
+        .expect("launch headless chromium");
+
+    browser
+        .wait_for(
+            "window.stratus && window.stratus.connectionState === 'connected'",
+            Duration::from_secs(30),
+            "the peer connection to reach connected",
+        )
+        .await
+        .expect("connected");
+    browser
+        .wait_for(
+            &format!("({INBOUND_VIDEO}).then(s => s && s.framesDecoded > 0)"),
+            Duration::from_secs(20),
+            "the first decoded frame",
+        )
+        .await
+        .expect("first frame");
+
+    // Decode rate over a 4-second window.
+    let first = browser.eval(INBOUND_VIDEO).await.expect("stats");
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let last = browser.eval(INBOUND_VIDEO).await.expect("stats");
+    let frames = num(&last, "framesDecoded");
+    let window_s = (num(&last, "timestamp") - num(&first, "timestamp")) / 1000.0;
+    let fps = (frames - num(&first, "framesDecoded")) / window_s;
+    eprintln!("decoded {frames} frames; {fps:.1} fps over {window_s:.2} s ({:?} wall)", started.elapsed());
+    assert!(frames >= 90.0, "only {frames} frames decoded");
+    assert!(fps >= 25.0, "decoding at {fps:.1} fps, want >= 25");
+    assert_eq!((num(&last, "frameWidth"), num(&last, "frameHeight")), (1280.0, 720.0));
+
+    // The picture itself: each sampled frame's id is read from its code, and the swatch must
+    // have the colour the demo title draws for that id.
+    let mut matched = 0;
+    let mut samples = Vec::new();
+    for _ in 0..10 {
+        let f = browser.eval("window.stratus.inspectFrame()").await.expect("inspect");
+        let id = f["frameId"].as_u64().unwrap_or_else(|| panic!("frame id code unreadable: {f}"));
+        let got: Vec<i64> = f["swatch"].as_array().expect("swatch").iter().filter_map(Value::as_i64).collect();
+        let want = swatch_rgb(id);
+        let close = got.len() == 3 && got.iter().zip(want).all(|(g, w)| (g - w as i64).abs() <= 40);
+        matched += close as u32;
+        samples.push(format!("id {id}: got {got:?} want {want:?}"));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    assert!(matched >= 8, "swatch colour matched in {matched}/10 frames: {samples:#?}");
+    drop(browser);
+    drop(stack);
+}

@@ -1,0 +1,170 @@
+// Stratus browser client: asks the signaling service for a session, receives the node's video
+// over WebRTC and shows it with the lowest playout delay the browser allows.
+//
+// `window.stratus` exposes the session state for people and tests: `status`,
+// `connectionState`, `sessionId`, `nodeId`, `error`, `pc`, and `inspectFrame()`, which reads the
+// latency and frame-id codes and the swatch colour from the frame on screen.
+
+export const PROTOCOL_VERSION = 1;
+
+// Latency code geometry (DESIGN.md).
+const CELL_W = 16, CELL_H = 32, CELLS = 57;
+const START = [1, 0, 1, 0], STOP = [0, 1, 1, 0];
+
+/** Reads the 48-bit code in `row` (0 = epoch ms, 1 = frame id) from RGBA ImageData, or null. */
+export function readCode(image, row) {
+  if (image.width < CELL_W * CELLS || image.height < 2 * CELL_H) return null;
+  const top = row * CELL_H;
+  const bits = [];
+  for (let i = 0; i < CELLS; i++) {
+    let sum = 0;
+    for (let y = top + 8; y < top + 24; y++) {
+      for (let x = CELL_W * i + 4; x < CELL_W * i + 12; x++) {
+        const p = 4 * (y * image.width + x);
+        sum += 0.299 * image.data[p] + 0.587 * image.data[p + 1] + 0.114 * image.data[p + 2];
+      }
+    }
+    bits.push(sum / 128 > 125.5 ? 1 : 0);
+  }
+  for (let i = 0; i < 4; i++) {
+    if (bits[i] !== START[i] || bits[53 + i] !== STOP[i]) return null;
+  }
+  let value = 0, ones = 0;
+  for (let i = 4; i < 52; i++) { value = value * 2 + bits[i]; ones += bits[i]; }
+  return (ones % 2) === bits[52] ? value : null;
+}
+
+const state = {
+  status: 'idle',
+  connectionState: 'new',
+  sessionId: null,
+  nodeId: null,
+  error: null,
+  pc: null,
+  inspectFrame: null,
+};
+window.stratus = state;
+
+export function start({ video, status, stats }) {
+  const canvas = document.createElement('canvas');
+  const say = (text, isError = false) => {
+    state.status = text;
+    if (isError) state.error = text;
+    status.textContent = text;
+    status.classList.toggle('error', isError);
+  };
+
+  state.inspectFrame = () => {
+    const w = video.videoWidth, h = video.videoHeight;
+    if (!w || !h) return null;
+    canvas.width = w; canvas.height = h;
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(video, 0, 0, w, h);
+    const image = ctx.getImageData(0, 0, w, h);
+    const swatch = [0, 0, 0];
+    // Mean colour of the inner 64x64 of the 192x192 swatch 32 px from the bottom-right corner.
+    const x0 = w - 32 - 128, y0 = h - 32 - 128;
+    for (let y = y0; y < y0 + 64; y++) {
+      for (let x = x0; x < x0 + 64; x++) {
+        const p = 4 * (y * w + x);
+        swatch[0] += image.data[p]; swatch[1] += image.data[p + 1]; swatch[2] += image.data[p + 2];
+      }
+    }
+    return {
+      width: w, height: h,
+      epochMs: readCode(image, 0), frameId: readCode(image, 1), now: Date.now(),
+      swatch: swatch.map(v => Math.round(v / 4096)),
+    };
+  };
+
+  const params = new URLSearchParams(location.search);
+  const title = params.get('title');
+  const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  say('connecting to signaling…');
+  const ws = new WebSocket(wsUrl);
+  const send = (msg) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); };
+  let pc = null;
+  let ended = false;
+
+  ws.onopen = () => {
+    const hello = { type: 'hello', version: PROTOCOL_VERSION };
+    if (title) hello.title = title;
+    send(hello);
+    say('waiting for a node…');
+  };
+  ws.onerror = () => say('cannot reach the signaling service', true);
+  ws.onclose = () => {
+    if (!ended && state.connectionState !== 'connected') say('signaling connection closed', true);
+  };
+  ws.onmessage = async (event) => {
+    let msg;
+    try { msg = JSON.parse(event.data); } catch { return; }
+    switch (msg.type) {
+      case 'welcome':
+        state.sessionId = msg.session_id;
+        state.nodeId = msg.node_id;
+        say(`node ${msg.node_id}: negotiating…`);
+        pc = await negotiate(msg);
+        break;
+      case 'answer':
+        await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+        break;
+      case 'ice':
+        try { await pc.addIceCandidate(msg.candidate); } catch (e) { console.warn('bad candidate', e); }
+        break;
+      case 'session_ended':
+        ended = true;
+        say(`session ended: ${msg.reason}`, true);
+        if (pc) pc.close();
+        break;
+      case 'error':
+        say(`${msg.code.replaceAll('_', ' ')}: ${msg.message}`, true);
+        break;
+    }
+  };
+
+  async function negotiate() {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    state.pc = pc;
+    const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
+    // Render each frame as soon as it is decoded.
+    if ('jitterBufferTarget' in transceiver.receiver) transceiver.receiver.jitterBufferTarget = 0;
+    if ('playoutDelayHint' in transceiver.receiver) transceiver.receiver.playoutDelayHint = 0;
+    pc.ontrack = (e) => {
+      video.srcObject = e.streams[0] || new MediaStream([e.track]);
+      video.play().catch(() => {});
+    };
+    pc.onicecandidate = (e) => { if (e.candidate) send({ type: 'ice', candidate: e.candidate.toJSON() }); };
+    pc.onconnectionstatechange = () => {
+      state.connectionState = pc.connectionState;
+      if (pc.connectionState === 'connected') say(`playing from node ${state.nodeId}`);
+      if (pc.connectionState === 'failed') say('the connection to the node failed', true);
+    };
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    send({ type: 'offer', sdp: offer.sdp });
+    return pc;
+  }
+
+  // Stats overlay, toggled with F2.
+  let last = null;
+  document.addEventListener('keydown', (e) => { if (e.code === 'F2') stats.classList.toggle('on'); });
+  setInterval(async () => {
+    if (!pc) return;
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+      const now = s.timestamp;
+      let fps = 0, kbps = 0;
+      if (last) {
+        const dt = (now - last.timestamp) / 1000;
+        fps = (s.framesDecoded - last.framesDecoded) / dt;
+        kbps = 8 * (s.bytesReceived - last.bytesReceived) / dt / 1000;
+      }
+      last = s;
+      stats.textContent = `${s.frameWidth || 0}x${s.frameHeight || 0}  ${fps.toFixed(1)} fps\n` +
+        `${kbps.toFixed(0)} kbit/s  lost ${s.packetsLost || 0}\n` +
+        `decoded ${s.framesDecoded || 0}  dropped ${s.framesDropped || 0}`;
+    });
+  }, 1000);
+}

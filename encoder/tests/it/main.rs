@@ -1,0 +1,154 @@
+//! The encoder in a real GStreamer pipeline, checked by decoding its output with avdec_h264.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use capture::{Frame, PixelFormat};
+use encoder::{EncodedFrame, Encoder, EncoderConfig, EncoderError};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+const W: u32 = 320;
+const H: u32 = 240;
+
+/// A synthetic I420 frame: a gradient that moves with `id`, with noise so that the encoder
+/// spends whatever bitrate it is given.
+fn frame(id: u64) -> Frame {
+    let mut data = vec![128u8; PixelFormat::I420.frame_len(W, H)];
+    let mut seed = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for y in 0..H as usize {
+        for x in 0..W as usize {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let noise = (seed % 48) as usize;
+            data[y * W as usize + x] = ((x + y + id as usize * 4 + noise) % 220 + 16) as u8;
+        }
+    }
+    Frame {
+        id,
+        captured_ns: 1_000_000_000 + id * 33_333_333,
+        width: W,
+        height: H,
+        format: PixelFormat::I420,
+        data: Bytes::from(data),
+    }
+}
+
+fn encode(enc: &Encoder, id: u64) -> EncodedFrame {
+    enc.push(&frame(id)).expect("push");
+    enc.pull(Duration::from_secs(5)).expect("pull").expect("one access unit per frame")
+}
+
+/// NAL unit types in an Annex-B access unit.
+fn nal_types(au: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut i = 0;
+    while i + 3 < au.len() {
+        if au[i] == 0 && au[i + 1] == 0 && au[i + 2] == 1 {
+            types.push(au[i + 3] & 0x1f);
+            i += 3;
+        }
+        i += 1;
+    }
+    types
+}
+
+#[test]
+fn access_units_decode_at_the_right_size() {
+    let enc = Encoder::open(EncoderConfig::new(W, H, 30, 1000)).expect("open");
+    let info = enc.describe();
+    assert_eq!(info.element, "x264enc");
+    assert!(!info.hardware);
+    let aus: Vec<EncodedFrame> = (0..30).map(|i| encode(&enc, i)).collect();
+    assert!(aus[0].keyframe, "the stream starts with an IDR");
+    let first = nal_types(&aus[0].au);
+    assert!(first.contains(&7) && first.contains(&8) && first.contains(&5), "SPS, PPS, IDR: {first:?}");
+    for (i, au) in aus.iter().enumerate() {
+        assert_eq!(au.frame_id, i as u64, "outputs keep their frame ids in order");
+        assert_eq!(au.captured_ns, frame(i as u64).captured_ns);
+        assert!(au.encoded_ns > 0);
+    }
+
+    // Decode everything with avdec_h264.
+    gst::init().expect("gst");
+    let pipeline = gst::parse::launch(
+        "appsrc name=src is-live=false format=time caps=video/x-h264,stream-format=byte-stream,alignment=au \
+         ! h264parse ! avdec_h264 ! appsink name=sink sync=false",
+    )
+    .expect("decoder pipeline")
+    .downcast::<gst::Pipeline>()
+    .expect("pipeline");
+    let src = pipeline.by_name("src").expect("src").downcast::<gst_app::AppSrc>().expect("appsrc");
+    let sink = pipeline.by_name("sink").expect("sink").downcast::<gst_app::AppSink>().expect("appsink");
+    pipeline.set_state(gst::State::Playing).expect("play");
+    for (i, au) in aus.iter().enumerate() {
+        let mut buf = gst::Buffer::from_slice(au.au.clone());
+        buf.get_mut().expect("writable").set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
+        src.push_buffer(buf).expect("push");
+    }
+    src.end_of_stream().expect("eos");
+    let mut decoded = 0;
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(5)) {
+        let s = sample.caps().expect("caps").structure(0).expect("structure").to_owned();
+        assert_eq!(s.get::<i32>("width").expect("width"), W as i32);
+        assert_eq!(s.get::<i32>("height").expect("height"), H as i32);
+        decoded += 1;
+    }
+    pipeline.set_state(gst::State::Null).expect("stop");
+    assert_eq!(decoded, 30, "every access unit decodes to one picture");
+}
+
+#[test]
+fn forced_keyframe_is_the_next_frame() {
+    let enc = Encoder::open(EncoderConfig::new(W, H, 30, 1000)).expect("open");
+    for i in 0..10 {
+        encode(&enc, i);
+    }
+    assert!(!encode(&enc, 10).keyframe, "no keyframe without a request");
+    enc.force_keyframe();
+    let au = encode(&enc, 11);
+    assert!(au.keyframe, "the frame after a request is an IDR");
+    assert!(nal_types(&au.au).contains(&7), "with SPS");
+}
+
+#[test]
+fn bitrate_changes_at_run_time() {
+    let enc = Encoder::open(EncoderConfig::new(W, H, 30, 200)).expect("open");
+    let bytes = |from: u64, enc: &Encoder| (from..from + 30).map(|i| encode(enc, i).au.len()).sum::<usize>();
+    let _ = bytes(0, &enc);
+    let low = bytes(30, &enc);
+    enc.set_bitrate(3000);
+    assert_eq!(enc.bitrate(), 3000);
+    let _ = bytes(60, &enc);
+    let high = bytes(90, &enc);
+    assert!(high > low * 2, "3000 kbit/s gave {high} bytes, 200 kbit/s gave {low}");
+}
+
+#[test]
+fn bad_frames_and_configs_are_errors() {
+    let err = Encoder::open(EncoderConfig::new(0, 240, 30, 1000)).expect_err("zero width");
+    assert!(matches!(err, EncoderError::InvalidConfig(_)), "{err}");
+    let err = Encoder::open(EncoderConfig::new(321, 240, 30, 1000)).expect_err("odd width");
+    assert!(err.to_string().contains("even"), "{err}");
+
+    let enc = Encoder::open(EncoderConfig::new(W, H, 30, 1000)).expect("open");
+    let mut wrong = frame(0);
+    wrong.width = 640;
+    let err = enc.push(&wrong).expect_err("size mismatch");
+    assert!(err.to_string().contains("320x240"), "{err}");
+    let mut short = frame(1);
+    short.data = short.data.slice(..100);
+    assert!(enc.push(&short).is_err(), "short data");
+    // The encoder still works after refusing bad frames.
+    assert!(encode(&enc, 2).keyframe);
+}
+
+#[test]
+fn preferring_a_missing_encoder_falls_back() {
+    let mut config = EncoderConfig::new(W, H, 30, 1000);
+    config.prefer = vec!["nvh264enc".into()];
+    let enc = Encoder::open(config).expect("falls back to software");
+    assert_eq!(enc.describe().element, "x264enc");
+}

@@ -1,0 +1,101 @@
+//! `stratus-node`: the streaming node binary.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context;
+use clap::Parser;
+use server::Node;
+use server::config::{NodeConfig, VideoConfig};
+use tracing_subscriber::EnvFilter;
+
+/// Stratus node: renders titles, encodes them, and streams them to players over WebRTC.
+#[derive(Debug, Parser)]
+#[command(name = "stratus-node", version)]
+struct Cli {
+    /// Also run a signaling service in this process on this address and connect to it: the
+    /// one-command demo. The browser URL is printed at start.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+    demo: Option<SocketAddr>,
+    /// WebSocket URL of the signaling service's node endpoint (ignored with --demo).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws/node", env = "STRATUS_SIGNALING")]
+    signaling: String,
+    /// This node's id in the fleet.
+    #[arg(long, default_value = "local", env = "STRATUS_NODE_ID")]
+    node_id: String,
+    /// Concurrent sessions to accept.
+    #[arg(long, default_value_t = 2)]
+    capacity: u32,
+    /// Address to gather ICE host candidates on.
+    #[arg(long, default_value = "127.0.0.1")]
+    rtc_ip: IpAddr,
+    /// Frame width (multiple of 8).
+    #[arg(long, default_value_t = 1280)]
+    width: u32,
+    /// Frame height (even).
+    #[arg(long, default_value_t = 720)]
+    height: u32,
+    /// Frames per second.
+    #[arg(long, default_value_t = 60)]
+    fps: u32,
+    /// Starting bitrate in kbit/s (congestion control moves it).
+    #[arg(long, default_value_t = 4000)]
+    bitrate_kbps: u32,
+    /// Encoder element to prefer, e.g. x264enc (repeatable).
+    #[arg(long = "encoder")]
+    encoders: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn,rtc=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let video = VideoConfig {
+        width: cli.width,
+        height: cli.height,
+        fps: cli.fps,
+        start_kbps: cli.bitrate_kbps,
+        prefer_encoders: cli.encoders,
+        ..VideoConfig::default()
+    };
+    let mut config = NodeConfig {
+        signaling_url: cli.signaling,
+        node_id: cli.node_id,
+        capacity: cli.capacity,
+        rtc_ip: cli.rtc_ip,
+        video,
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let embedded = match cli.demo {
+        Some(addr) => {
+            let service = signaling::service::Service::bind(addr)
+                .await
+                .context("cannot start the embedded signaling service")?;
+            let addr = service.local_addr();
+            config.signaling_url = format!("ws://{addr}/ws/node");
+            println!("\n  Stratus demo: open http://{addr}/ in a browser\n");
+            Some(tokio::spawn(service.run(stopped(stop_rx.clone()))))
+        }
+        None => None,
+    };
+    tracing::info!(node_id = %config.node_id, signaling = %config.signaling_url, "node starting");
+    Node::new(config).run(stopped(stop_rx)).await;
+    if let Some(service) = embedded {
+        service.await.context("signaling task")??;
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! Building a WebRTC peer connection for one session: H.264 with NACK, PLI/FIR and TWCC,
+//! Google Congestion Control whose estimate the session reads, the playout-delay extension,
+//! and an interceptor that lets keyframe requests reach the application.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rtc::interceptor::{
+    Attribute, BandwidthEstimator, EstimatorStats, Gcc, Interceptor, Packet, PacketReport,
+    Registry, Slot, StreamInfo, TaggedPacket,
+};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    CongestionFeedback, configure_congestion_control, register_default_interceptors,
+};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngine;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error;
+use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
+
+/// RTP payload type we offer H.264 under.
+pub const H264_PAYLOAD_TYPE: u8 = 102;
+/// The playout-delay RTP header extension (Chromium renders as soon as it decodes at 0/0).
+pub const PLAYOUT_DELAY_URI: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+
+/// The H.264 codec we send: packetization-mode 1, constrained baseline.
+pub fn h264_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The congestion controller's latest target, published for the session to read.
+#[derive(Debug, Clone)]
+pub struct BitrateEstimate(Arc<AtomicU64>);
+
+impl BitrateEstimate {
+    /// The current target in bit/s.
+    pub fn bits_per_second(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Delegates to GCC and publishes its target after every update.
+struct ReportingEstimator {
+    inner: Gcc,
+    target: Arc<AtomicU64>,
+}
+
+impl ReportingEstimator {
+    fn publish(&self) {
+        self.target.store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl BandwidthEstimator for ReportingEstimator {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.inner.on_reports(now, reports);
+        self.publish();
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.inner.target_bitrate()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now);
+        self.publish();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn stats(&self) -> EstimatorStats {
+        self.inner.stats()
+    }
+}
+
+/// Passes PLI and FIR packets on to the application (they reach the local track's events);
+/// sits closest to the application, where inbound RTCP would otherwise stop.
+#[derive(Default)]
+struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| is_keyframe_request(p.as_ref()))
+                .cloned()
+                .collect();
+            if requests.is_empty() {
+                // Everything else has been handled by the interceptors below us.
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(requests);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Bitrate bounds for the congestion controller, in bit/s.
+#[derive(Debug, Clone, Copy)]
+pub struct RateBounds {
+    /// Where the estimate starts.
+    pub start: f64,
+    /// Floor.
+    pub min: f64,
+    /// Ceiling.
+    pub max: f64,
+}
+
+/// Builds the peer connection for a session. Host candidates are gathered on `ip` only.
+pub async fn build_peer(
+    ip: IpAddr,
+    rates: RateBounds,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> Result<(Arc<dyn PeerConnection>, BitrateEstimate), Error> {
+    let mut media = MediaEngine::default();
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: h264_codec(),
+            payload_type: H264_PAYLOAD_TYPE,
+            ..Default::default()
+        },
+        RtpCodecKind::Video,
+    )?;
+    media.register_feedback(
+        RTCPFeedback { typ: "ccm".to_owned(), parameter: "fir".to_owned() },
+        RtpCodecKind::Video,
+    );
+    media.register_header_extension(
+        RTCRtpHeaderExtensionCapability { uri: PLAYOUT_DELAY_URI.to_owned() },
+        RtpCodecKind::Video,
+        None,
+    )?;
+
+    let target = Arc::new(AtomicU64::new(rates.start.to_bits()));
+    let estimator = ReportingEstimator {
+        inner: Gcc::new(rates.start, rates.min, rates.max),
+        target: target.clone(),
+    };
+    let registry =
+        configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)?;
+    let registry = register_default_interceptors(registry, &mut media)?;
+    let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
+
+    let setting = SettingEngine::default();
+    let config = RTCConfigurationBuilder::new().build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_media_engine(media)
+        .with_setting_engine(setting)
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(vec![format!("{ip}:0")])
+        .build()
+        .await?;
+    Ok((Arc::new(pc), BitrateEstimate(target)))
+}

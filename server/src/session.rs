@@ -1,0 +1,373 @@
+//! One streaming session: negotiate with the player's browser, start the title and the encoder
+//! once connected, send every access unit, follow the congestion controller's estimate, answer
+//! keyframe requests, and tear everything down when either side leaves.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capture::offscreen::DemoSource;
+use encoder::{EncodedFrame, Encoder, EncoderConfig};
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp::extension::HeaderExtension;
+use rtc::rtp::extension::playout_delay_extension::PlayoutDelayExtension;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use signaling::protocol::{IceCandidate, NodeMsg};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription,
+};
+
+use crate::config::VideoConfig;
+use crate::media::MediaPipeline;
+use crate::peer::{self, RateBounds};
+
+/// How long the player has to connect after the answer is sent.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long ICE gathering may take before the answer goes out with what it has.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a disconnected peer has to come back before the session ends.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+/// Keyframe requests closer together than this are merged (a burst of PLIs during loss would
+/// otherwise send a burst of large IDR frames and make the loss worse).
+const MIN_KEYFRAME_GAP: Duration = Duration::from_millis(300);
+/// How often the encoder bitrate follows the congestion controller.
+const RATE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Commands the agent sends into a running session.
+#[derive(Debug)]
+pub enum SessionCmd {
+    /// A trickled candidate from the player.
+    RemoteIce(IceCandidate),
+    /// End the session.
+    End(String),
+}
+
+/// What a session needs to start.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Session id from signaling.
+    pub session_id: String,
+    /// The player's offer.
+    pub offer_sdp: String,
+    /// Video settings.
+    pub video: VideoConfig,
+    /// Address for ICE host candidates.
+    pub rtc_ip: IpAddr,
+}
+
+#[derive(Debug)]
+enum PeerEvent {
+    State(RTCPeerConnectionState),
+    GatheringComplete,
+}
+
+struct Events(mpsc::UnboundedSender<PeerEvent>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.0.send(PeerEvent::GatheringComplete);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.0.send(PeerEvent::State(state));
+    }
+}
+
+/// Runs a session to its end and returns why it ended.
+pub async fn run(
+    params: SessionParams,
+    to_signaling: mpsc::Sender<NodeMsg>,
+    cmds: mpsc::Receiver<SessionCmd>,
+) -> String {
+    let span = tracing::info_span!("session", session_id = %params.session_id);
+    match run_inner(&params, to_signaling, cmds).instrument(span).await {
+        Ok(reason) => reason,
+        Err(e) => {
+            tracing::warn!(session_id = %params.session_id, "session failed: {e}");
+            e
+        }
+    }
+}
+
+async fn run_inner(
+    params: &SessionParams,
+    to_signaling: mpsc::Sender<NodeMsg>,
+    mut cmds: mpsc::Receiver<SessionCmd>,
+) -> Result<String, String> {
+    let sid = params.session_id.clone();
+    let v = &params.video;
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let rates = RateBounds {
+        start: v.start_kbps as f64 * 1000.0,
+        min: v.min_kbps as f64 * 1000.0,
+        max: v.max_kbps as f64 * 1000.0,
+    };
+    let handler: Arc<dyn PeerConnectionEventHandler> = Arc::new(Events(ev_tx));
+    let (pc, estimate) = peer::build_peer(params.rtc_ip, rates, handler)
+        .await
+        .map_err(|e| format!("cannot create the peer connection: {e}"))?;
+    let result = negotiate_and_stream(params, &pc, estimate, &to_signaling, &mut cmds, &mut events).await;
+    if let Err(e) = pc.close().await {
+        tracing::debug!(session_id = %sid, "closing the peer connection: {e}");
+    }
+    result
+}
+
+async fn negotiate_and_stream(
+    params: &SessionParams,
+    pc: &Arc<dyn PeerConnection>,
+    estimate: peer::BitrateEstimate,
+    to_signaling: &mpsc::Sender<NodeMsg>,
+    cmds: &mut mpsc::Receiver<SessionCmd>,
+    events: &mut mpsc::UnboundedReceiver<PeerEvent>,
+) -> Result<String, String> {
+    let sid = params.session_id.clone();
+    let v = params.video.clone();
+    let ssrc: u32 = rand::random();
+    let track = Arc::new(
+        TrackLocalStaticSample::new(
+            Instant::now(),
+            MediaStreamTrack::new(
+                "stratus".to_owned(),
+                "stratus-video".to_owned(),
+                "stratus-video".to_owned(),
+                RtpCodecKind::Video,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: peer::h264_codec(),
+                    ..Default::default()
+                }],
+            ),
+        )
+        .map_err(|e| format!("cannot create the video track: {e}"))?,
+    );
+    let sender = pc
+        .add_track(track.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(|e| format!("cannot add the video track: {e}"))?;
+
+    let offer = RTCSessionDescription::offer(params.offer_sdp.clone())
+        .map_err(|e| format!("the player's offer is not valid SDP: {e}"))?;
+    pc.set_remote_description(offer)
+        .await
+        .map_err(|e| format!("the player's offer was refused: {e}"))?;
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(|e| format!("cannot answer the player's offer (no H.264 in it?): {e}"))?;
+    pc.set_local_description(answer)
+        .await
+        .map_err(|e| format!("cannot apply the local answer: {e}"))?;
+
+    // Candidates that arrive while gathering are applied after the answer is out.
+    let mut early_ice = Vec::new();
+    let gather_deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(PeerEvent::GatheringComplete) => break,
+                Some(PeerEvent::State(s)) => tracing::debug!(session_id = %sid, "peer state {s} while gathering"),
+                None => return Err("the peer connection went away while gathering".into()),
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(SessionCmd::RemoteIce(c)) => early_ice.push(c),
+                Some(SessionCmd::End(reason)) => return Ok(reason),
+                None => return Ok("the node is shutting down".into()),
+            },
+            _ = tokio::time::sleep_until(gather_deadline) => {
+                tracing::warn!(session_id = %sid, "ICE gathering did not complete in {GATHER_TIMEOUT:?}; answering with what we have");
+                break;
+            }
+        }
+    }
+    let local = pc
+        .local_description()
+        .await
+        .ok_or_else(|| "no local description after answering".to_string())?;
+    to_signaling
+        .send(NodeMsg::Answer { session_id: sid.clone(), sdp: local.sdp })
+        .await
+        .map_err(|_| "lost the signaling connection".to_string())?;
+    for c in early_ice {
+        add_candidate(pc, &sid, c).await;
+    }
+
+    // Keyframe requests from the player (PLI/FIR) arrive as events on the local track.
+    let (kf_tx, mut kf_rx) = mpsc::channel::<()>(4);
+    let kf_track = track.clone();
+    let kf_task = tokio::spawn(async move {
+        while let Some(ev) = kf_track.poll().await {
+            if let TrackLocalEvent::OnRtcpPacket(_) = ev {
+                let _ = kf_tx.try_send(());
+            }
+        }
+    });
+
+    let (frame_tx, mut frames) = mpsc::channel::<EncodedFrame>(4);
+    let mut frame_tx = Some(frame_tx);
+    let mut media: Option<(MediaPipeline, Arc<Encoder>)> = None;
+    let mut payload_type = peer::H264_PAYLOAD_TYPE;
+    let mut last_keyframe_request = Instant::now() - MIN_KEYFRAME_GAP;
+    let mut last_captured_ns: Option<u64> = None;
+    let mut rate_tick = tokio::time::interval(RATE_INTERVAL);
+    let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+    tokio::pin!(connect_deadline);
+    let mut disconnected_since: Option<tokio::time::Instant> = None;
+    let frame_interval = Duration::from_secs(1) / v.fps;
+
+    let reason = loop {
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                Some(SessionCmd::RemoteIce(c)) => add_candidate(pc, &sid, c).await,
+                Some(SessionCmd::End(reason)) => break reason,
+                None => break "the node is shutting down".into(),
+            },
+            ev = events.recv() => match ev {
+                Some(PeerEvent::State(RTCPeerConnectionState::Connected)) => {
+                    disconnected_since = None;
+                    if media.is_none() {
+                        tracing::info!(session_id = %sid, "player connected; starting the title");
+                        payload_type = negotiated_payload_type(&sender).await.unwrap_or(payload_type);
+                        let Some(tx) = frame_tx.take() else { break "internal: media started twice".into() };
+                        match start_media(&v, tx).await {
+                            Ok(m) => media = Some(m),
+                            Err(e) => break e,
+                        }
+                    }
+                }
+                Some(PeerEvent::State(RTCPeerConnectionState::Disconnected)) => {
+                    disconnected_since.get_or_insert_with(tokio::time::Instant::now);
+                }
+                Some(PeerEvent::State(RTCPeerConnectionState::Failed)) => break "the connection to the player failed".into(),
+                Some(PeerEvent::State(RTCPeerConnectionState::Closed)) => break "the player closed the connection".into(),
+                Some(_) => {}
+                None => break "the peer connection went away".into(),
+            },
+            frame = frames.recv(), if media.is_some() => {
+                let Some(frame) = frame else {
+                    let why = media.as_ref().and_then(|(m, _)| m.failure());
+                    break why.unwrap_or_else(|| "the media path stopped".into());
+                };
+                let duration = match last_captured_ns {
+                    Some(prev) if frame.captured_ns > prev => Duration::from_nanos(frame.captured_ns - prev),
+                    _ => frame_interval,
+                };
+                last_captured_ns = Some(frame.captured_ns);
+                let age = Duration::from_nanos(capture::clock::monotonic_ns().saturating_sub(frame.captured_ns));
+                let sample = Sample {
+                    data: frame.au,
+                    duration,
+                    ..Sample::new(Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
+                };
+                if let Err(e) = track
+                    .sample_writer(ssrc, payload_type)
+                    .with_extension(HeaderExtension::PlayoutDelay(PlayoutDelayExtension::new(0, 0)))
+                    .write_sample(&sample)
+                    .await
+                {
+                    tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
+                }
+            },
+            Some(()) = kf_rx.recv() => {
+                if let Some((_, enc)) = &media
+                    && last_keyframe_request.elapsed() >= MIN_KEYFRAME_GAP
+                {
+                    last_keyframe_request = Instant::now();
+                    tracing::debug!(session_id = %sid, "keyframe requested by the player");
+                    enc.force_keyframe();
+                }
+            },
+            _ = rate_tick.tick() => {
+                if let Some((_, enc)) = &media {
+                    let kbps = (estimate.bits_per_second() / 1000.0) as u32;
+                    let current = enc.bitrate();
+                    // Follow the estimate; ignore changes under 5% to avoid encoder churn.
+                    if current == 0 || kbps.abs_diff(current) * 20 > current {
+                        tracing::debug!(session_id = %sid, kbps, "encoder bitrate follows congestion control");
+                        enc.set_bitrate(kbps.clamp(v.min_kbps, v.max_kbps));
+                    }
+                }
+                if let Some(since) = disconnected_since
+                    && since.elapsed() > DISCONNECT_GRACE
+                {
+                    break "the player disconnected".into();
+                }
+            },
+            _ = &mut connect_deadline, if media.is_none() => {
+                break format!("the player did not connect within {CONNECT_TIMEOUT:?}");
+            }
+        }
+    };
+    kf_task.abort();
+    if let Some((pipeline, _)) = media {
+        let counters = pipeline.counters();
+        tracing::info!(
+            session_id = %sid,
+            captured = counters.captured.load(std::sync::atomic::Ordering::Relaxed),
+            encoded = counters.encoded.load(std::sync::atomic::Ordering::Relaxed),
+            dropped = counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            %reason,
+            "session ended"
+        );
+        // Joining the media threads blocks for up to a frame; keep it off the runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(pipeline)).await;
+    }
+    Ok(reason)
+}
+
+async fn add_candidate(pc: &Arc<dyn PeerConnection>, sid: &str, c: IceCandidate) {
+    if c.candidate.is_empty() {
+        return; // end-of-candidates marker
+    }
+    let init = RTCIceCandidateInit {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_mline_index: c.sdp_mline_index,
+        ..Default::default()
+    };
+    if let Err(e) = pc.add_ice_candidate(init).await {
+        tracing::debug!(session_id = %sid, "ignoring a remote candidate: {e}");
+    }
+}
+
+async fn negotiated_payload_type(
+    sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+) -> Option<u8> {
+    sender.get_parameters().await.ok()?.rtp_parameters.codecs.first().map(|c| c.payload_type)
+}
+
+/// Opens the title and the encoder on a blocking thread (Vulkan and GStreamer setup block),
+/// then starts the media threads.
+async fn start_media(
+    v: &VideoConfig,
+    out: mpsc::Sender<EncodedFrame>,
+) -> Result<(MediaPipeline, Arc<Encoder>), String> {
+    let v = v.clone();
+    tokio::task::spawn_blocking(move || {
+        let source = DemoSource::new(v.width, v.height, v.fps)
+            .map_err(|e| format!("cannot start the demo title: {e}"))?;
+        let mut config = EncoderConfig::new(v.width, v.height, v.fps, v.start_kbps);
+        config.prefer = v.prefer_encoders.clone();
+        let encoder = Arc::new(Encoder::open(config).map_err(|e| format!("cannot open the encoder: {e}"))?);
+        tracing::info!(title = %capture::Source::describe(&source), encoder = ?encoder.describe(), "media path ready");
+        let pipeline = MediaPipeline::start(Box::new(source), encoder.clone(), out)
+            .map_err(|e| format!("cannot start the media threads: {e}"))?;
+        Ok((pipeline, encoder))
+    })
+    .await
+    .map_err(|e| format!("media setup panicked: {e}"))?
+}

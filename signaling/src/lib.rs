@@ -1,0 +1,53 @@
+//! Stratus signaling: the front door players and nodes connect to.
+//!
+//! - [`protocol`]: the JSON messages ([`protocol::ClientMsg`], [`protocol::NodeMsg`],
+//!   [`protocol::ServerMsg`]), tagged by `"type"` and versioned in the hello.
+//! - [`hub`]: which nodes are connected and which sessions exist; routes offers, answers and
+//!   ICE candidates between a session's client and node.
+//! - [`service`]: the HTTP/WebSocket service over the hub, which also serves the browser client.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), signaling::SignalingError> {
+//! let service = signaling::service::Service::bind("127.0.0.1:0".parse().unwrap()).await?;
+//! println!("open http://{}/", service.local_addr());
+//! service.run(std::future::pending()).await
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+pub mod hub;
+pub mod protocol;
+pub mod service;
+pub mod web;
+
+use std::net::SocketAddr;
+
+/// What can stop the service.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalingError {
+    /// Another process holds the port.
+    #[error(
+        "cannot listen on {addr}: the address is already in use (is another stratus-signaling \
+         running? pick another port with --listen)"
+    )]
+    AddrInUse {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// Binding failed for another reason.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The server loop failed.
+    #[error("signaling service on {addr} failed: {source}")]
+    Serve {
+        /// The address served.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
