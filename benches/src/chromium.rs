@@ -29,7 +29,9 @@ pub struct LaunchOptions {
 
 impl Default for LaunchOptions {
     fn default() -> Self {
-        Self { window: (1280, 800) }
+        Self {
+            window: (1280, 800),
+        }
     }
 }
 
@@ -56,7 +58,8 @@ pub fn binary() -> Option<PathBuf> {
 impl Chromium {
     /// Starts Chromium on `url` and connects to the page's DevTools target.
     pub async fn launch(url: &str, options: &LaunchOptions) -> anyhow::Result<Self> {
-        let bin = binary().context("chromium not found; install it with `apt-get install chromium`")?;
+        let bin =
+            binary().context("chromium not found; install it with `apt-get install chromium`")?;
         let profile = std::env::temp_dir().join(format!(
             "stratus-chromium-{}-{:x}",
             std::process::id(),
@@ -83,7 +86,10 @@ impl Chromium {
                 "--disable-background-timer-throttling",
                 "--disable-renderer-backgrounding",
             ])
-            .arg(format!("--window-size={},{}", options.window.0, options.window.1))
+            .arg(format!(
+                "--window-size={},{}",
+                options.window.0, options.window.1
+            ))
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(url)
             .stdin(Stdio::null())
@@ -95,10 +101,17 @@ impl Chromium {
         let mut child = child;
         let connected = tokio::time::timeout(START_TIMEOUT, connect(&mut child, &profile))
             .await
-            .map_err(|_| anyhow!("chromium did not open its DevTools port within {START_TIMEOUT:?}"))
+            .map_err(|_| {
+                anyhow!("chromium did not open its DevTools port within {START_TIMEOUT:?}")
+            })
             .and_then(|r| r);
         match connected {
-            Ok(ws) => Ok(Self { child, profile, ws, next_id: 1 }),
+            Ok(ws) => Ok(Self {
+                child,
+                profile,
+                ws,
+                next_id: 1,
+            }),
             Err(e) => {
                 let _ = child.start_kill();
                 let _ = std::fs::remove_dir_all(&profile);
@@ -174,8 +187,13 @@ impl Chromium {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let status = self.eval("window.stratus ? window.stratus.status : 'no page state'").await.unwrap_or_default();
-        bail!("timed out after {timeout:?} waiting for {what} (last value {last}, page status {status})")
+        let status = self
+            .eval("window.stratus ? window.stratus.status : 'no page state'")
+            .await
+            .unwrap_or_default();
+        bail!(
+            "timed out after {timeout:?} waiting for {what} (last value {last}, page status {status})"
+        )
     }
 }
 
@@ -195,7 +213,10 @@ async fn connect(child: &mut Child, profile: &std::path::Path) -> anyhow::Result
     let port_file = profile.join("DevToolsActivePort");
     let port: u16 = loop {
         if let Some(status) = child.try_wait()? {
-            bail!("chromium exited at start ({status}); see {}", profile.join("chromium.log").display());
+            bail!(
+                "chromium exited at start ({status}); see {}",
+                profile.join("chromium.log").display()
+            );
         }
         if let Ok(text) = std::fs::read_to_string(&port_file)
             && let Some(Ok(port)) = text.lines().next().map(str::parse)
@@ -226,19 +247,40 @@ async fn connect(child: &mut Child, profile: &std::path::Path) -> anyhow::Result
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }
 
-/// A minimal HTTP/1.1 GET on loopback that returns the body parsed as JSON.
+/// A minimal HTTP/1.1 GET on loopback that returns the body parsed as JSON. Chromium's DevTools
+/// server keeps the connection open, so the body is read by its `Content-Length`.
 async fn http_get_json(port: u16, path: &str) -> anyhow::Result<Value> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    Ok(serde_json::from_str(body)?)
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("DevTools closed the connection before answering {path}");
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("DevTools answered without a Content-Length")?;
+        if raw.len() >= end + 4 + length {
+            return Ok(serde_json::from_slice(&raw[end + 4..end + 4 + length])?);
+        }
+    }
 }

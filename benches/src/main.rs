@@ -48,9 +48,19 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let report: Report = match cli.bench {
-        Bench::Pipeline { frames, width, height, fps, bitrate_kbps } => {
-            pipeline::run(&PipelineArgs { frames, width, height, fps, bitrate_kbps })?
-        }
+        Bench::Pipeline {
+            frames,
+            width,
+            height,
+            fps,
+            bitrate_kbps,
+        } => pipeline::run(&PipelineArgs {
+            frames,
+            width,
+            height,
+            fps,
+            bitrate_kbps,
+        })?,
     };
     if cli.json {
         println!("{}", report.to_json());

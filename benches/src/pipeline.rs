@@ -30,8 +30,13 @@ pub struct PipelineArgs {
 /// Runs the benchmark and returns its report.
 pub fn run(args: &PipelineArgs) -> anyhow::Result<Report> {
     let mut renderer = DemoRenderer::new(args.width, args.height).context("open the demo title")?;
-    let encoder = Encoder::open(EncoderConfig::new(args.width, args.height, args.fps, args.bitrate_kbps))
-        .context("open the encoder")?;
+    let encoder = Encoder::open(EncoderConfig::new(
+        args.width,
+        args.height,
+        args.fps,
+        args.bitrate_kbps,
+    ))
+    .context("open the encoder")?;
     let info = encoder.describe();
     let (mut render, mut convert, mut encode, mut total) = (vec![], vec![], vec![], vec![]);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -58,7 +63,10 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<Report> {
         .field("width", args.width)
         .field("height", args.height)
         .field("frames", args.frames)
-        .field("fps", args.frames as f64 / measured_wall.as_secs_f64().max(1e-9))
+        .field(
+            "fps",
+            args.frames as f64 / measured_wall.as_secs_f64().max(1e-9),
+        )
         .field("render_ms_p50", percentile(&render, 50.0))
         .field("convert_ms_p50", percentile(&convert, 50.0))
         .field("encode_ms_p50", percentile(&encode, 50.0))

@@ -1,4 +1,6 @@
-// RGBA -> I420 (BT.601, limited range) in one compute pass.
+// RGBA -> I420 (BT.601, limited range) in one compute pass. The source is a buffer of packed
+// RGBA8 pixels (a rendered frame, or a presented image copied out with vkCmdCopyImageToBuffer);
+// `src_stride` is in pixels.
 //
 // Each invocation converts a block of 8x2 pixels: it writes two 32-bit words of luma on each of
 // the two rows, one word of Cb and one of Cr (four chroma samples, each the mean of a 2x2 quad).
@@ -11,11 +13,11 @@ struct Params {
     v_offset: u32,
     y_stride: u32,
     c_stride: u32,
-    _pad: u32,
+    src_stride: u32,
 }
 
 var<immediate> params: Params;
-@group(0) @binding(0) var src: texture_2d<f32>;
+@group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 
 fn luma(c: vec3<f32>) -> f32 {
@@ -35,7 +37,7 @@ fn to_byte(v: f32) -> u32 {
 }
 
 fn load(x: u32, y: u32) -> vec3<f32> {
-    return textureLoad(src, vec2<i32>(i32(x), i32(y)), 0).rgb;
+    return unpack4x8unorm(src[y * params.src_stride + x]).rgb;
 }
 
 @compute @workgroup_size(8, 8, 1)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ash::vk;
 use bytes::Bytes;
 
-use crate::vk::{push_bytes, ComputePipeline, HostBuffer, VkContext};
+use crate::vk::{Buffer, ComputePipeline, VkContext, push_bytes};
 use crate::{CaptureError, PixelFormat};
 
 static I420_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/i420.spv"));
@@ -27,22 +27,26 @@ const GROUP: u32 = 8;
 pub fn check_size(width: u32, height: u32) -> Result<(), CaptureError> {
     let reason = if width == 0 || height == 0 {
         "width and height must be non-zero"
-    } else if width % 8 != 0 {
+    } else if !width.is_multiple_of(8) {
         "width must be a multiple of 8"
-    } else if height % 2 != 0 {
+    } else if !height.is_multiple_of(2) {
         "height must be even"
     } else if width > 8192 || height > 8192 {
         "width and height must be at most 8192"
     } else {
         return Ok(());
     };
-    Err(CaptureError::InvalidSize { width, height, reason })
+    Err(CaptureError::InvalidSize {
+        width,
+        height,
+        reason,
+    })
 }
 
-/// Converts one RGBA image (bound at construction) into an I420 buffer.
+/// Converts one buffer of packed RGBA8 pixels (bound at construction) into an I420 buffer.
 pub struct I420Converter {
     pipeline: ComputePipeline,
-    output: HostBuffer,
+    output: Buffer,
     width: u32,
     height: u32,
 }
@@ -57,10 +61,11 @@ impl std::fmt::Debug for I420Converter {
 }
 
 impl I420Converter {
-    /// Builds a converter reading `source` (a sampled view in `GENERAL` layout) of the given size.
+    /// Builds a converter reading `source`, a buffer of `width`×`height` packed RGBA8 pixels
+    /// (row stride = width).
     pub fn new(
         ctx: &Arc<VkContext>,
-        source: vk::ImageView,
+        source: vk::Buffer,
         width: u32,
         height: u32,
     ) -> Result<Self, CaptureError> {
@@ -68,15 +73,18 @@ impl I420Converter {
         let pipeline = ComputePipeline::new(
             ctx,
             I420_SPV,
-            &[vk::DescriptorType::SAMPLED_IMAGE, vk::DescriptorType::STORAGE_BUFFER],
+            &[
+                vk::DescriptorType::STORAGE_BUFFER,
+                vk::DescriptorType::STORAGE_BUFFER,
+            ],
             PUSH_SIZE,
         )?;
         let len = PixelFormat::I420.frame_len(width, height);
-        let output = HostBuffer::new(ctx, len, vk::BufferUsageFlags::STORAGE_BUFFER)?;
-        let image_info = [vk::DescriptorImageInfo {
-            sampler: vk::Sampler::null(),
-            image_view: source,
-            image_layout: vk::ImageLayout::GENERAL,
+        let output = Buffer::host(ctx, len, vk::BufferUsageFlags::STORAGE_BUFFER)?;
+        let source_info = [vk::DescriptorBufferInfo {
+            buffer: source,
+            offset: 0,
+            range: vk::WHOLE_SIZE,
         }];
         let buffer_info = [vk::DescriptorBufferInfo {
             buffer: output.buffer,
@@ -87,26 +95,31 @@ impl I420Converter {
             vk::WriteDescriptorSet::default()
                 .dst_set(pipeline.set)
                 .dst_binding(0)
-                .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
-                .image_info(&image_info),
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&source_info),
             vk::WriteDescriptorSet::default()
                 .dst_set(pipeline.set)
                 .dst_binding(1)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&buffer_info),
         ];
-        // SAFETY: the set, view and buffer are valid and not in use by the GPU yet.
+        // SAFETY: the set and buffers are valid and not in use by the GPU yet.
         unsafe { ctx.device().update_descriptor_sets(&writes, &[]) };
-        Ok(Self { pipeline, output, width, height })
+        Ok(Self {
+            pipeline,
+            output,
+            width,
+            height,
+        })
     }
 
-    /// Records the conversion into `cmd`. The source image must already be written and made
+    /// Records the conversion into `cmd`. The source buffer must already be written and made
     /// visible to compute-shader reads; afterwards the output is visible to host reads.
     pub fn record(&self, device: &ash::Device, cmd: vk::CommandBuffer) {
         let (w, h) = (self.width, self.height);
         let y_words = w * h / 4;
         let c_words = (w / 2) * (h / 2) / 4;
-        let push = push_bytes(&[w, h, 0, y_words, y_words + c_words, w / 4, w / 8, 0]);
+        let push = push_bytes(&[w, h, 0, y_words, y_words + c_words, w / 4, w / 8, w]);
         let barrier = [vk::BufferMemoryBarrier::default()
             .src_access_mask(vk::AccessFlags::SHADER_WRITE)
             .dst_access_mask(vk::AccessFlags::HOST_READ)
@@ -194,7 +207,10 @@ mod tests {
             let (y, cb, cr) = rgb_to_ycbcr(r, g, b);
             let (r2, g2, b2) = ycbcr_to_rgb(y, cb, cr);
             for (a, b) in [(r, r2), (g, g2), (b, b2)] {
-                assert!((a as i32 - b as i32).abs() <= 3, "{r},{g},{b} -> {r2},{g2},{b2}");
+                assert!(
+                    (a as i32 - b as i32).abs() <= 3,
+                    "{r},{g},{b} -> {r2},{g2},{b2}"
+                );
             }
         }
     }

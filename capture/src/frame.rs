@@ -44,12 +44,30 @@ impl PixelFormat {
         match self {
             PixelFormat::I420 => {
                 let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-                let y = Plane { offset: 0, stride: w, width: w, height: h };
-                let u = Plane { offset: y.len(), stride: cw, width: cw, height: ch };
-                let v = Plane { offset: u.offset + u.len(), ..u };
+                let y = Plane {
+                    offset: 0,
+                    stride: w,
+                    width: w,
+                    height: h,
+                };
+                let u = Plane {
+                    offset: y.len(),
+                    stride: cw,
+                    width: cw,
+                    height: ch,
+                };
+                let v = Plane {
+                    offset: u.offset + u.len(),
+                    ..u
+                };
                 vec![y, u, v]
             }
-            PixelFormat::Rgba => vec![Plane { offset: 0, stride: 4 * w, width: w, height: h }],
+            PixelFormat::Rgba => vec![Plane {
+                offset: 0,
+                stride: 4 * w,
+                width: w,
+                height: h,
+            }],
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ash::vk;
 
 use crate::convert::{I420Converter, check_size};
-use crate::vk::{ComputePipeline, Image, Submitter, VkContext, push_bytes};
+use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, push_bytes};
 use crate::{CaptureError, Frame, PixelFormat, Source, clock};
 
 static SCENE_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/scene.spv"));
@@ -120,12 +120,11 @@ pub struct DemoRenderer {
     submitter: Submitter,
     converter: I420Converter,
     scene: ComputePipeline,
-    image: Image,
+    pixels: Buffer,
     width: u32,
     height: u32,
     start: Instant,
     next_id: u64,
-    initialised: bool,
     controls: Arc<DemoControls>,
 }
 
@@ -147,44 +146,47 @@ impl DemoRenderer {
     }
 
     /// Builds the renderer on an existing Vulkan context.
-    pub fn with_context(ctx: Arc<VkContext>, width: u32, height: u32) -> Result<Self, CaptureError> {
+    pub fn with_context(
+        ctx: Arc<VkContext>,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, CaptureError> {
         check_size(width, height)?;
-        let image = Image::new(
+        let pixels = Buffer::device(
             &ctx,
-            width,
-            height,
-            vk::Format::R8G8B8A8_UNORM,
-            vk::ImageUsageFlags::STORAGE
-                | vk::ImageUsageFlags::SAMPLED
-                | vk::ImageUsageFlags::TRANSFER_SRC,
+            4 * width as usize * height as usize,
+            vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_SRC,
         )?;
-        let scene =
-            ComputePipeline::new(&ctx, SCENE_SPV, &[vk::DescriptorType::STORAGE_IMAGE], PUSH_SIZE)?;
-        let image_info = [vk::DescriptorImageInfo {
-            sampler: vk::Sampler::null(),
-            image_view: image.view,
-            image_layout: vk::ImageLayout::GENERAL,
+        let scene = ComputePipeline::new(
+            &ctx,
+            SCENE_SPV,
+            &[vk::DescriptorType::STORAGE_BUFFER],
+            PUSH_SIZE,
+        )?;
+        let pixels_info = [vk::DescriptorBufferInfo {
+            buffer: pixels.buffer,
+            offset: 0,
+            range: vk::WHOLE_SIZE,
         }];
         let write = [vk::WriteDescriptorSet::default()
             .dst_set(scene.set)
             .dst_binding(0)
-            .descriptor_type(vk::DescriptorType::STORAGE_IMAGE)
-            .image_info(&image_info)];
-        // SAFETY: set and view are valid and not yet used by any submission.
+            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+            .buffer_info(&pixels_info)];
+        // SAFETY: set and buffer are valid and not yet used by any submission.
         unsafe { ctx.device().update_descriptor_sets(&write, &[]) };
-        let converter = I420Converter::new(&ctx, image.view, width, height)?;
+        let converter = I420Converter::new(&ctx, pixels.buffer, width, height)?;
         let submitter = Submitter::new(&ctx)?;
         Ok(Self {
             ctx,
             submitter,
             converter,
             scene,
-            image,
+            pixels,
             width,
             height,
             start: Instant::now(),
             next_id: 0,
-            initialised: false,
             controls: Arc::new(DemoControls::default()),
         })
     }
@@ -235,33 +237,11 @@ impl DemoRenderer {
         ]);
 
         let cmd = self.submitter.begin()?;
-        let old_layout = if self.initialised {
-            vk::ImageLayout::GENERAL
-        } else {
-            vk::ImageLayout::UNDEFINED
-        };
-        // The previous frame's conversion read the image; this pass overwrites all of it.
-        let to_write = [vk::ImageMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_READ)
-            .dst_access_mask(vk::AccessFlags::SHADER_WRITE)
-            .old_layout(old_layout)
-            .new_layout(vk::ImageLayout::GENERAL)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .image(self.image.image)
-            .subresource_range(crate::vk::COLOR_RANGE)];
+        // Each submission is waited for before the next, so the previous frame's reads of the
+        // pixel buffer are complete; no barrier is needed before overwriting it.
         // SAFETY: `cmd` is recording; every handle belongs to this device and outlives the
         // submission, which `submit_and_wait` completes before returning.
         unsafe {
-            device.cmd_pipeline_barrier(
-                cmd,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::DependencyFlags::empty(),
-                &[],
-                &[],
-                &to_write,
-            );
             device.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.scene.pipeline);
             device.cmd_bind_descriptor_sets(
                 cmd,
@@ -271,23 +251,32 @@ impl DemoRenderer {
                 &[self.scene.set],
                 &[],
             );
-            device.cmd_push_constants(cmd, self.scene.layout, vk::ShaderStageFlags::COMPUTE, 0, &push);
-            device.cmd_dispatch(cmd, self.width.div_ceil(GROUP), self.height.div_ceil(GROUP), 1);
+            device.cmd_push_constants(
+                cmd,
+                self.scene.layout,
+                vk::ShaderStageFlags::COMPUTE,
+                0,
+                &push,
+            );
+            device.cmd_dispatch(
+                cmd,
+                self.width.div_ceil(GROUP),
+                self.height.div_ceil(GROUP),
+                1,
+            );
         }
         self.submitter.submit_and_wait()?;
-        self.initialised = true;
         let t1 = Instant::now();
 
         let cmd = self.submitter.begin()?;
-        let to_read = [vk::ImageMemoryBarrier::default()
+        let to_read = [vk::BufferMemoryBarrier::default()
             .src_access_mask(vk::AccessFlags::SHADER_WRITE)
             .dst_access_mask(vk::AccessFlags::SHADER_READ)
-            .old_layout(vk::ImageLayout::GENERAL)
-            .new_layout(vk::ImageLayout::GENERAL)
             .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
             .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .image(self.image.image)
-            .subresource_range(crate::vk::COLOR_RANGE)];
+            .buffer(self.pixels.buffer)
+            .offset(0)
+            .size(vk::WHOLE_SIZE)];
         // SAFETY: as above.
         unsafe {
             device.cmd_pipeline_barrier(
@@ -296,8 +285,8 @@ impl DemoRenderer {
                 vk::PipelineStageFlags::COMPUTE_SHADER,
                 vk::DependencyFlags::empty(),
                 &[],
-                &[],
                 &to_read,
+                &[],
             );
         }
         self.converter.record(&device, cmd);
@@ -313,7 +302,13 @@ impl DemoRenderer {
             format: PixelFormat::I420,
             data,
         };
-        Ok((frame, RenderTimings { render: t1 - t0, convert: t2 - t1 }))
+        Ok((
+            frame,
+            RenderTimings {
+                render: t1 - t0,
+                convert: t2 - t1,
+            },
+        ))
     }
 }
 
@@ -360,7 +355,9 @@ impl DemoSource {
 impl Source for DemoSource {
     fn next_frame(&mut self) -> Result<Frame, CaptureError> {
         let due = self.epoch
-            + Duration::from_nanos((self.interval.as_nanos() as u64).saturating_mul(self.next_tick));
+            + Duration::from_nanos(
+                (self.interval.as_nanos() as u64).saturating_mul(self.next_tick),
+            );
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);

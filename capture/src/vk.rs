@@ -53,7 +53,12 @@ impl VkContext {
         let instance = match unsafe { entry.create_instance(&create_info, None) } {
             Ok(instance) => instance,
             Err(vk::Result::ERROR_INCOMPATIBLE_DRIVER) => return Err(CaptureError::NoDevice),
-            Err(result) => return Err(CaptureError::Vulkan { call: "vkCreateInstance", result }),
+            Err(result) => {
+                return Err(CaptureError::Vulkan {
+                    call: "vkCreateInstance",
+                    result,
+                });
+            }
         };
         match Self::open_device(entry.clone(), instance.clone()) {
             Ok(ctx) => Ok(Arc::new(ctx)),
@@ -179,24 +184,51 @@ impl Drop for VkContext {
     }
 }
 
-/// A buffer in host-visible, host-coherent memory, persistently mapped.
-pub(crate) struct HostBuffer {
+/// A buffer with its memory: device-local, or host-visible and persistently mapped.
+pub(crate) struct Buffer {
     ctx: Arc<VkContext>,
     pub(crate) buffer: vk::Buffer,
     memory: vk::DeviceMemory,
-    ptr: *mut u8,
+    ptr: Option<*mut u8>,
     pub(crate) len: usize,
 }
 
-// SAFETY: the mapping is owned by this struct and only read through `&self`/`&mut self`;
-// Vulkan handles are plain identifiers usable from any thread.
-unsafe impl Send for HostBuffer {}
+// SAFETY: the mapping is owned by this struct and only read through `&self`; Vulkan handles
+// are plain identifiers usable from any thread.
+unsafe impl Send for Buffer {}
 
-impl HostBuffer {
-    pub(crate) fn new(
+impl Buffer {
+    /// A device-local buffer (GPU-only working memory).
+    pub(crate) fn device(
         ctx: &Arc<VkContext>,
         len: usize,
         usage: vk::BufferUsageFlags,
+    ) -> Result<Self, CaptureError> {
+        Self::new(
+            ctx,
+            len,
+            usage,
+            vk::MemoryPropertyFlags::DEVICE_LOCAL,
+            "frame buffer",
+        )
+    }
+
+    /// A host-visible, host-coherent buffer, mapped for reading results back.
+    pub(crate) fn host(
+        ctx: &Arc<VkContext>,
+        len: usize,
+        usage: vk::BufferUsageFlags,
+    ) -> Result<Self, CaptureError> {
+        let flags = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+        Self::new(ctx, len, usage, flags, "readback buffer")
+    }
+
+    fn new(
+        ctx: &Arc<VkContext>,
+        len: usize,
+        usage: vk::BufferUsageFlags,
+        flags: vk::MemoryPropertyFlags,
+        what: &'static str,
     ) -> Result<Self, CaptureError> {
         let device = ctx.device();
         let info = vk::BufferCreateInfo::default()
@@ -206,158 +238,60 @@ impl HostBuffer {
         // SAFETY: valid create info.
         let buffer =
             unsafe { device.create_buffer(&info, None) }.map_err(vk_err("vkCreateBuffer"))?;
+        let mut this = Self {
+            ctx: ctx.clone(),
+            buffer,
+            memory: vk::DeviceMemory::null(),
+            ptr: None,
+            len,
+        };
         // SAFETY: `buffer` is valid.
         let req = unsafe { device.get_buffer_memory_requirements(buffer) };
-        let flags = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
-        let alloc = || -> Result<(vk::DeviceMemory, *mut u8), CaptureError> {
-            let index = ctx.memory_type(req.memory_type_bits, flags, "readback buffer")?;
-            let info = vk::MemoryAllocateInfo::default()
-                .allocation_size(req.size)
-                .memory_type_index(index);
-            // SAFETY: valid allocate info.
-            let memory = unsafe { device.allocate_memory(&info, None) }
-                .map_err(vk_err("vkAllocateMemory"))?;
-            // SAFETY: memory is fresh, unbound, and sized for the buffer.
-            let mapped = unsafe {
-                device
-                    .bind_buffer_memory(buffer, memory, 0)
-                    .and_then(|_| device.map_memory(memory, 0, vk::WHOLE_SIZE, Default::default()))
-            };
-            match mapped {
-                Ok(ptr) => Ok((memory, ptr.cast())),
-                Err(e) => {
-                    // SAFETY: memory is not in use.
-                    unsafe { device.free_memory(memory, None) };
-                    Err(CaptureError::Vulkan { call: "vkMapMemory", result: e })
-                }
-            }
-        };
-        match alloc() {
-            Ok((memory, ptr)) => Ok(Self { ctx: ctx.clone(), buffer, memory, ptr, len }),
-            Err(e) => {
-                // SAFETY: buffer is not in use.
-                unsafe { device.destroy_buffer(buffer, None) };
-                Err(e)
-            }
+        let index = ctx.memory_type(req.memory_type_bits, flags, what)?;
+        let alloc = vk::MemoryAllocateInfo::default()
+            .allocation_size(req.size)
+            .memory_type_index(index);
+        // SAFETY: valid allocate info; the memory is stored in `this` at once so Drop frees it.
+        this.memory =
+            unsafe { device.allocate_memory(&alloc, None) }.map_err(vk_err("vkAllocateMemory"))?;
+        // SAFETY: fresh memory sized for the buffer.
+        unsafe { device.bind_buffer_memory(buffer, this.memory, 0) }
+            .map_err(vk_err("vkBindBufferMemory"))?;
+        if flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
+            // SAFETY: host-visible memory, not mapped yet.
+            let ptr =
+                unsafe { device.map_memory(this.memory, 0, vk::WHOLE_SIZE, Default::default()) }
+                    .map_err(vk_err("vkMapMemory"))?;
+            this.ptr = Some(ptr.cast());
         }
+        Ok(this)
     }
 
-    /// The mapped contents. Call only when the GPU has finished writing (after a fence wait).
+    /// The mapped contents (empty for a device-local buffer). Call only when the GPU has
+    /// finished writing (after a fence wait).
     pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps at least `len` bytes for the lifetime of `self`; host-coherent memory
-        // needs no invalidation, and callers read only after the writing submission's fence.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        match self.ptr {
+            // SAFETY: `ptr` maps at least `len` bytes for the lifetime of `self`; host-coherent
+            // memory needs no invalidation, and callers read only after the writer's fence.
+            Some(ptr) => unsafe { std::slice::from_raw_parts(ptr, self.len) },
+            None => &[],
+        }
     }
 }
 
-impl Drop for HostBuffer {
+impl Drop for Buffer {
     fn drop(&mut self) {
         let device = self.ctx.device();
-        // SAFETY: owners wait for their fences before dropping, so the GPU no longer uses these.
+        // SAFETY: owners wait for their fences before dropping; null handles are ignored.
         unsafe {
-            device.unmap_memory(self.memory);
+            if self.ptr.is_some() {
+                device.unmap_memory(self.memory);
+            }
             device.destroy_buffer(self.buffer, None);
             device.free_memory(self.memory, None);
         }
     }
 }
-
-/// A 2-D colour image in device memory with one view, kept in `GENERAL` layout.
-pub(crate) struct Image {
-    ctx: Arc<VkContext>,
-    pub(crate) image: vk::Image,
-    pub(crate) view: vk::ImageView,
-    memory: vk::DeviceMemory,
-}
-
-impl Image {
-    pub(crate) fn new(
-        ctx: &Arc<VkContext>,
-        width: u32,
-        height: u32,
-        format: vk::Format,
-        usage: vk::ImageUsageFlags,
-    ) -> Result<Self, CaptureError> {
-        let device = ctx.device();
-        let info = vk::ImageCreateInfo::default()
-            .image_type(vk::ImageType::TYPE_2D)
-            .format(format)
-            .extent(vk::Extent3D { width, height, depth: 1 })
-            .mip_levels(1)
-            .array_layers(1)
-            .samples(vk::SampleCountFlags::TYPE_1)
-            .tiling(vk::ImageTiling::OPTIMAL)
-            .usage(usage)
-            .sharing_mode(vk::SharingMode::EXCLUSIVE)
-            .initial_layout(vk::ImageLayout::UNDEFINED);
-        // SAFETY: valid create info.
-        let image = unsafe { device.create_image(&info, None) }.map_err(vk_err("vkCreateImage"))?;
-        let finish = || -> Result<(vk::DeviceMemory, vk::ImageView), CaptureError> {
-            // SAFETY: `image` is valid.
-            let req = unsafe { device.get_image_memory_requirements(image) };
-            let index = ctx.memory_type(
-                req.memory_type_bits,
-                vk::MemoryPropertyFlags::DEVICE_LOCAL,
-                "frame image",
-            )?;
-            let alloc = vk::MemoryAllocateInfo::default()
-                .allocation_size(req.size)
-                .memory_type_index(index);
-            // SAFETY: valid allocate info.
-            let memory = unsafe { device.allocate_memory(&alloc, None) }
-                .map_err(vk_err("vkAllocateMemory"))?;
-            // SAFETY: fresh memory sized for the image.
-            if let Err(e) = unsafe { device.bind_image_memory(image, memory, 0) } {
-                // SAFETY: memory unused.
-                unsafe { device.free_memory(memory, None) };
-                return Err(CaptureError::Vulkan { call: "vkBindImageMemory", result: e });
-            }
-            let view_info = vk::ImageViewCreateInfo::default()
-                .image(image)
-                .view_type(vk::ImageViewType::TYPE_2D)
-                .format(format)
-                .subresource_range(COLOR_RANGE);
-            // SAFETY: valid view info over a bound image.
-            match unsafe { device.create_image_view(&view_info, None) } {
-                Ok(view) => Ok((memory, view)),
-                Err(e) => {
-                    // SAFETY: memory unused.
-                    unsafe { device.free_memory(memory, None) };
-                    Err(CaptureError::Vulkan { call: "vkCreateImageView", result: e })
-                }
-            }
-        };
-        match finish() {
-            Ok((memory, view)) => Ok(Self { ctx: ctx.clone(), image, view, memory }),
-            Err(e) => {
-                // SAFETY: image unused.
-                unsafe { device.destroy_image(image, None) };
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let device = self.ctx.device();
-        // SAFETY: owners wait for their fences before dropping.
-        unsafe {
-            device.destroy_image_view(self.view, None);
-            device.destroy_image(self.image, None);
-            device.free_memory(self.memory, None);
-        }
-    }
-}
-
-/// The whole colour aspect of a single-level, single-layer image.
-pub(crate) const COLOR_RANGE: vk::ImageSubresourceRange = vk::ImageSubresourceRange {
-    aspect_mask: vk::ImageAspectFlags::COLOR,
-    base_mip_level: 0,
-    level_count: 1,
-    base_array_layer: 0,
-    layer_count: 1,
-};
 
 /// A compute pipeline with one descriptor set and a push-constant block.
 pub(crate) struct ComputePipeline {
@@ -408,9 +342,14 @@ impl ComputePipeline {
                 .map_err(vk_err("vkCreateDescriptorSetLayout"))?;
             let sizes: Vec<_> = bindings
                 .iter()
-                .map(|ty| vk::DescriptorPoolSize { ty: *ty, descriptor_count: 1 })
+                .map(|ty| vk::DescriptorPoolSize {
+                    ty: *ty,
+                    descriptor_count: 1,
+                })
                 .collect();
-            let pool_info = vk::DescriptorPoolCreateInfo::default().max_sets(1).pool_sizes(&sizes);
+            let pool_info = vk::DescriptorPoolCreateInfo::default()
+                .max_sets(1)
+                .pool_sizes(&sizes);
             this.pool = device
                 .create_descriptor_pool(&pool_info, None)
                 .map_err(vk_err("vkCreateDescriptorPool"))?;
@@ -446,8 +385,10 @@ impl ComputePipeline {
             let created =
                 device.create_compute_pipelines(vk::PipelineCache::null(), &pipeline_info, None);
             device.destroy_shader_module(module, None);
-            this.pipeline = created
-                .map_err(|(_, result)| CaptureError::Vulkan { call: "vkCreateComputePipelines", result })?[0];
+            this.pipeline = created.map_err(|(_, result)| CaptureError::Vulkan {
+                call: "vkCreateComputePipelines",
+                result,
+            })?[0];
         }
         Ok(this)
     }
@@ -513,8 +454,8 @@ impl Submitter {
     /// Starts recording into the command buffer.
     pub(crate) fn begin(&self) -> Result<vk::CommandBuffer, CaptureError> {
         let device = self.ctx.device();
-        let info =
-            vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
+        let info = vk::CommandBufferBeginInfo::default()
+            .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
         // SAFETY: the previous submission (if any) was waited for in `submit_and_wait`.
         unsafe {
             device
@@ -535,14 +476,18 @@ impl Submitter {
         // SAFETY: the command buffer is in the recording state (from `begin`) and the fence is
         // unsignalled (reset after every wait).
         unsafe {
-            device.end_command_buffer(self.cmd).map_err(vk_err("vkEndCommandBuffer"))?;
+            device
+                .end_command_buffer(self.cmd)
+                .map_err(vk_err("vkEndCommandBuffer"))?;
             device
                 .queue_submit(self.ctx.queue(), &submit, self.fence)
                 .map_err(vk_err("vkQueueSubmit"))?;
             device
                 .wait_for_fences(&[self.fence], true, FENCE_TIMEOUT_NS)
                 .map_err(vk_err("vkWaitForFences"))?;
-            device.reset_fences(&[self.fence]).map_err(vk_err("vkResetFences"))?;
+            device
+                .reset_fences(&[self.fence])
+                .map_err(vk_err("vkResetFences"))?;
         }
         Ok(())
     }

@@ -60,7 +60,9 @@ pub fn decode(cells: &[bool; CELLS]) -> Option<u64> {
     if cells[..4] != START || cells[53..] != STOP {
         return None;
     }
-    let value = cells[4..52].iter().fold(0u64, |acc, &b| (acc << 1) | b as u64);
+    let value = cells[4..52]
+        .iter()
+        .fold(0u64, |acc, &b| (acc << 1) | b as u64);
     (cells[52] == (value.count_ones() % 2 == 1)).then_some(value)
 }
 
@@ -92,7 +94,9 @@ pub fn read_luma_plane(plane: &[u8], stride: usize, height: usize, row: CodeRow)
 /// Reads a code from packed RGBA pixels (e.g. a canvas or a screenshot), with BT.601 luma
 /// weights applied to full-range RGB.
 pub fn read_rgba(pixels: &[u8], stride: usize, height: usize, row: CodeRow) -> Option<u64> {
-    if stride < 4 * CODE_WIDTH || height < 2 * CELL_HEIGHT || pixels.len() < stride * 2 * CELL_HEIGHT
+    if stride < 4 * CODE_WIDTH
+        || height < 2 * CELL_HEIGHT
+        || pixels.len() < stride * 2 * CELL_HEIGHT
     {
         return None;
     }
@@ -157,7 +161,10 @@ mod tests {
         let mut px = vec![128u8; w * h * 4];
         stamp_rgba(&mut px, w * 4, h, CodeRow::EpochMs, 1_763_000_000_001);
         stamp_rgba(&mut px, w * 4, h, CodeRow::FrameId, 7);
-        assert_eq!(read_rgba(&px, w * 4, h, CodeRow::EpochMs), Some(1_763_000_000_001));
+        assert_eq!(
+            read_rgba(&px, w * 4, h, CodeRow::EpochMs),
+            Some(1_763_000_000_001)
+        );
         assert_eq!(read_rgba(&px, w * 4, h, CodeRow::FrameId), Some(7));
     }
 

@@ -9,4 +9,3 @@
 #![deny(missing_docs)]
 
 pub mod latency_code;
-

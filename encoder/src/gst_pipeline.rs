@@ -48,7 +48,10 @@ pub struct Encoder {
 fn make(factory: &'static str, package: &'static str) -> Result<gst::Element, EncoderError> {
     gst::ElementFactory::make(factory)
         .build()
-        .map_err(|_| EncoderError::MissingElement { element: factory, package })
+        .map_err(|_| EncoderError::MissingElement {
+            element: factory,
+            package,
+        })
 }
 
 impl Encoder {
@@ -71,7 +74,11 @@ impl Encoder {
         if let Some(wanted) = config.prefer.first()
             && wanted != profile.element
         {
-            tracing::warn!(wanted, using = profile.element, "preferred encoder unavailable");
+            tracing::warn!(
+                wanted,
+                using = profile.element,
+                "preferred encoder unavailable"
+            );
         }
 
         let raw_caps = gst_video::VideoCapsBuilder::new()
@@ -90,9 +97,12 @@ impl Encoder {
             .max_buffers(4)
             .leaky_type(gst_app::AppLeakyType::Upstream)
             .build();
-        let element = gst::ElementFactory::make(profile.element).build().map_err(|e| {
-            EncoderError::Pipeline { element: profile.element.into(), message: e.to_string() }
-        })?;
+        let element = gst::ElementFactory::make(profile.element)
+            .build()
+            .map_err(|e| EncoderError::Pipeline {
+                element: profile.element.into(),
+                message: e.to_string(),
+            })?;
         for (name, value) in profile.properties {
             if element.find_property(name).is_some() {
                 element.set_property_from_str(name, value);
@@ -106,7 +116,9 @@ impl Encoder {
         let enc_caps = gst::ElementFactory::make("capsfilter")
             .property(
                 "caps",
-                gst::Caps::builder("video/x-h264").field("profile", "constrained-baseline").build(),
+                gst::Caps::builder("video/x-h264")
+                    .field("profile", "constrained-baseline")
+                    .build(),
             )
             .build()
             .map_err(|_| EncoderError::MissingElement {
@@ -127,13 +139,20 @@ impl Encoder {
             .build();
 
         let pipeline = gst::Pipeline::with_name("stratus-encoder");
-        let elements: [&gst::Element; 5] =
-            [appsrc.upcast_ref(), &element, &enc_caps, &parse, appsink.upcast_ref()];
+        let elements: [&gst::Element; 5] = [
+            appsrc.upcast_ref(),
+            &element,
+            &enc_caps,
+            &parse,
+            appsink.upcast_ref(),
+        ];
         let fail = |message: String| EncoderError::Pipeline {
             element: profile.element.into(),
             message,
         };
-        pipeline.add_many(elements).map_err(|e| fail(e.to_string()))?;
+        pipeline
+            .add_many(elements)
+            .map_err(|e| fail(e.to_string()))?;
         gst::Element::link_many(elements).map_err(|e| fail(format!("cannot link: {e}")))?;
 
         let this = Self {
@@ -148,10 +167,15 @@ impl Encoder {
             config,
         };
         this.set_bitrate(this.config.bitrate_kbps);
-        this.pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| this.bus_error().unwrap_or_else(|| fail("cannot start the pipeline".into())))?;
-        tracing::info!(element = profile.element, hardware = profile.hardware, "encoder open");
+        this.pipeline.set_state(gst::State::Playing).map_err(|_| {
+            this.bus_error()
+                .unwrap_or_else(|| fail("cannot start the pipeline".into()))
+        })?;
+        tracing::info!(
+            element = profile.element,
+            hardware = profile.hardware,
+            "encoder open"
+        );
         Ok(this)
     }
 
@@ -206,14 +230,20 @@ impl Encoder {
         {
             let buffer = buffer.get_mut().expect("a new buffer is writable");
             buffer.set_pts(gst::ClockTime::from_nseconds(pts));
-            buffer.set_duration(gst::ClockTime::from_nseconds(1_000_000_000 / self.config.fps as u64));
+            buffer.set_duration(gst::ClockTime::from_nseconds(
+                1_000_000_000 / self.config.fps as u64,
+            ));
         }
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             if pending.len() >= MAX_PENDING {
                 pending.pop_front();
             }
-            pending.push_back(Pending { pts, frame_id: frame.id, captured_ns: frame.captured_ns });
+            pending.push_back(Pending {
+                pts,
+                frame_id: frame.id,
+                captured_ns: frame.captured_ns,
+            });
         }
         self.appsrc.push_buffer(buffer).map_err(|flow| {
             self.bus_error().unwrap_or_else(|| EncoderError::Pipeline {
@@ -236,7 +266,9 @@ impl Encoder {
             };
         };
         let encoded_ns = capture::clock::monotonic_ns();
-        let Some(buffer) = sample.buffer() else { return Ok(None) };
+        let Some(buffer) = sample.buffer() else {
+            return Ok(None);
+        };
         let map = buffer.map_readable().map_err(|e| EncoderError::Pipeline {
             element: self.profile.element.into(),
             message: format!("cannot read an output buffer: {e}"),
@@ -255,7 +287,13 @@ impl Encoder {
             })
             .map(|t| t.nseconds());
         let (frame_id, captured_ns) = self.match_pending(pts);
-        Ok(Some(EncodedFrame { au, keyframe, frame_id, captured_ns, encoded_ns }))
+        Ok(Some(EncodedFrame {
+            au,
+            keyframe,
+            frame_id,
+            captured_ns,
+            encoded_ns,
+        }))
     }
 
     /// Finds the pushed frame an output belongs to; frames before it were dropped by the encoder.
@@ -279,7 +317,8 @@ impl Encoder {
             BitrateUnit::Kbps => kbps,
             BitrateUnit::Bps => kbps.saturating_mul(1000),
         };
-        self.element.set_property(self.profile.bitrate_property, value);
+        self.element
+            .set_property(self.profile.bitrate_property, value);
     }
 
     /// The bitrate last set, in kbit/s.
@@ -289,7 +328,9 @@ impl Encoder {
 
     /// Makes the next encoded frame an IDR with SPS/PPS.
     pub fn force_keyframe(&self) {
-        let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
         if let Some(pad) = self.element.static_pad("src")
             && !pad.send_event(event)
         {
@@ -301,7 +342,9 @@ impl Encoder {
     fn bus_error(&self) -> Option<EncoderError> {
         let bus = self.pipeline.bus()?;
         let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
-        let gst::MessageView::Error(err) = msg.view() else { return None };
+        let gst::MessageView::Error(err) = msg.view() else {
+            return None;
+        };
         Some(EncoderError::Pipeline {
             element: self.profile.element.into(),
             message: format!(
@@ -322,13 +365,22 @@ impl Drop for Encoder {
 fn validate(config: &EncoderConfig) -> Result<(), EncoderError> {
     let bad = |m: String| Err(EncoderError::InvalidConfig(m));
     if config.width == 0 || config.height == 0 {
-        return bad(format!("size {}x{} must be non-zero", config.width, config.height));
+        return bad(format!(
+            "size {}x{} must be non-zero",
+            config.width, config.height
+        ));
     }
-    if config.width % 2 != 0 || config.height % 2 != 0 {
-        return bad(format!("size {}x{} must be even for 4:2:0", config.width, config.height));
+    if !config.width.is_multiple_of(2) || !config.height.is_multiple_of(2) {
+        return bad(format!(
+            "size {}x{} must be even for 4:2:0",
+            config.width, config.height
+        ));
     }
     if config.width > 4096 || config.height > 4096 {
-        return bad(format!("size {}x{} exceeds 4096x4096", config.width, config.height));
+        return bad(format!(
+            "size {}x{} exceeds 4096x4096",
+            config.width, config.height
+        ));
     }
     if config.fps == 0 || config.fps > 240 {
         return bad(format!("frame rate {} must be 1 to 240", config.fps));

@@ -72,9 +72,7 @@ pub fn select<'a>(
     let preferred = prefer
         .iter()
         .filter_map(|name| table.iter().find(|p| p.element == name));
-    preferred
-        .chain(table.iter())
-        .find(|p| available(p.element))
+    preferred.chain(table.iter()).find(|p| available(p.element))
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long running sessions get to wind down at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A streaming node. See the crate docs.
 #[derive(Debug)]
@@ -70,7 +71,10 @@ impl Node {
                 Err(e) => format!("unreachable ({e})"),
             };
             let delay = backoff.next_delay(rand::random());
-            tracing::warn!("signaling at {url}: {reason}; retrying in {:.1} s", delay.as_secs_f64());
+            tracing::warn!(
+                "signaling at {url}: {reason}; retrying in {:.1} s",
+                delay.as_secs_f64()
+            );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = &mut shutdown => break,
@@ -107,7 +111,9 @@ impl Node {
                 }
                 other => return Disconnect::Lost(format!("unexpected reply to hello: {other:?}")),
             },
-            Ok(other) => return Disconnect::Lost(format!("closed during registration ({other:?})")),
+            Ok(other) => {
+                return Disconnect::Lost(format!("closed during registration ({other:?})"));
+            }
             Err(_) => return Disconnect::Lost("no reply to hello".into()),
         }
         // Sessions that ended while we were away are reported now.
@@ -151,8 +157,13 @@ impl Node {
             }
         };
         match msg {
-            ServerMsg::StartSession { session_id, sdp, .. } => self.start_session(session_id, sdp),
-            ServerMsg::Ice { session_id: Some(session_id), candidate } => {
+            ServerMsg::StartSession {
+                session_id, sdp, ..
+            } => self.start_session(session_id, sdp),
+            ServerMsg::Ice {
+                session_id: Some(session_id),
+                candidate,
+            } => {
                 if let Some(s) = self.sessions.get(&session_id) {
                     let _ = s.try_send(SessionCmd::RemoteIce(candidate));
                 }
@@ -211,5 +222,9 @@ impl Node {
 }
 
 fn text(msg: &NodeMsg) -> Message {
-    Message::Text(serde_json::to_string(msg).expect("protocol messages always serialise").into())
+    Message::Text(
+        serde_json::to_string(msg)
+            .expect("protocol messages always serialise")
+            .into(),
+    )
 }

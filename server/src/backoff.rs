@@ -14,7 +14,11 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `base` and never exceeding `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The next delay, given a uniform random number in [0, 1).
@@ -46,6 +50,10 @@ mod tests {
         assert_eq!(top[4], Duration::from_secs(4));
         assert_eq!(top[7], Duration::from_secs(8), "capped");
         b.reset();
-        assert_eq!(b.next_delay(0.0), Duration::from_millis(125), "lower half of the first step");
+        assert_eq!(
+            b.next_delay(0.0),
+            Duration::from_millis(125),
+            "lower half of the first step"
+        );
     }
 }

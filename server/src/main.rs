@@ -17,7 +17,11 @@ struct Cli {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
     demo: Option<SocketAddr>,
     /// WebSocket URL of the signaling service's node endpoint (ignored with --demo).
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws/node", env = "STRATUS_SIGNALING")]
+    #[arg(
+        long,
+        default_value = "ws://127.0.0.1:8080/ws/node",
+        env = "STRATUS_SIGNALING"
+    )]
     signaling: String,
     /// This node's id in the fleet.
     #[arg(long, default_value = "local", env = "STRATUS_NODE_ID")]

@@ -53,54 +53,75 @@ impl MediaPipeline {
             let (stop, failure) = (stop.clone(), failure.clone());
             move |reason: String| {
                 tracing::error!(%reason, "media path failed");
-                failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(reason);
+                failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(reason);
                 stop.store(true, Ordering::Relaxed);
             }
         };
 
         let capture = {
-            let (stop, encoder, counters, fail) =
-                (stop.clone(), encoder.clone(), counters.clone(), fail.clone());
-            std::thread::Builder::new().name("stratus-capture".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let frame = match source.next_frame() {
-                        Ok(frame) => frame,
-                        Err(e) => return fail(format!("the title stopped producing frames: {e}")),
-                    };
-                    counters.captured.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = encoder.push(&frame) {
-                        return fail(format!("the encoder refused a frame: {e}"));
+            let (stop, encoder, counters, fail) = (
+                stop.clone(),
+                encoder.clone(),
+                counters.clone(),
+                fail.clone(),
+            );
+            std::thread::Builder::new()
+                .name("stratus-capture".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let frame = match source.next_frame() {
+                            Ok(frame) => frame,
+                            Err(e) => {
+                                return fail(format!("the title stopped producing frames: {e}"));
+                            }
+                        };
+                        counters.captured.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = encoder.push(&frame) {
+                            return fail(format!("the encoder refused a frame: {e}"));
+                        }
                     }
-                }
-            })?
+                })?
         };
         let output = {
             let (stop, counters) = (stop.clone(), counters.clone());
-            std::thread::Builder::new().name("stratus-encode-out".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match encoder.pull(PULL_TIMEOUT) {
-                        Ok(Some(frame)) => {
-                            counters.encoded.fetch_add(1, Ordering::Relaxed);
-                            match out.try_send(frame) {
-                                Ok(()) => {}
-                                Err(mpsc::error::TrySendError::Full(_)) => {
-                                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+            std::thread::Builder::new()
+                .name("stratus-encode-out".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match encoder.pull(PULL_TIMEOUT) {
+                            Ok(Some(frame)) => {
+                                counters.encoded.fetch_add(1, Ordering::Relaxed);
+                                match out.try_send(frame) {
+                                    Ok(()) => {}
+                                    Err(mpsc::error::TrySendError::Full(_)) => {
+                                        counters.dropped.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Err(mpsc::error::TrySendError::Closed(_)) => return,
                                 }
-                                Err(mpsc::error::TrySendError::Closed(_)) => return,
                             }
+                            Ok(None) => {}
+                            Err(e) => return fail(format!("the encoder failed: {e}")),
                         }
-                        Ok(None) => {}
-                        Err(e) => return fail(format!("the encoder failed: {e}")),
                     }
-                }
-            })?
+                })?
         };
-        Ok(Self { stop, threads: vec![capture, output], failure, counters })
+        Ok(Self {
+            stop,
+            threads: vec![capture, output],
+            failure,
+            counters,
+        })
     }
 
     /// Why the path stopped on its own, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The path's counters.

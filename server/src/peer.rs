@@ -21,8 +21,7 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngine;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
-    RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
@@ -64,7 +63,8 @@ struct ReportingEstimator {
 
 impl ReportingEstimator {
     fn publish(&self) {
-        self.target.store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
+        self.target
+            .store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -173,16 +173,20 @@ pub async fn build_peer(
         RTCRtpCodecParameters {
             rtp_codec: h264_codec(),
             payload_type: H264_PAYLOAD_TYPE,
-            ..Default::default()
         },
         RtpCodecKind::Video,
     )?;
     media.register_feedback(
-        RTCPFeedback { typ: "ccm".to_owned(), parameter: "fir".to_owned() },
+        RTCPFeedback {
+            typ: "ccm".to_owned(),
+            parameter: "fir".to_owned(),
+        },
         RtpCodecKind::Video,
     );
     media.register_header_extension(
-        RTCRtpHeaderExtensionCapability { uri: PLAYOUT_DELAY_URI.to_owned() },
+        RTCRtpHeaderExtensionCapability {
+            uri: PLAYOUT_DELAY_URI.to_owned(),
+        },
         RtpCodecKind::Video,
         None,
     )?;
@@ -192,8 +196,12 @@ pub async fn build_peer(
         inner: Gcc::new(rates.start, rates.min, rates.max),
         target: target.clone(),
     };
-    let registry =
-        configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)?;
+    let registry = configure_congestion_control(
+        Registry::new(),
+        estimator,
+        CongestionFeedback::Twcc,
+        &mut media,
+    )?;
     let registry = register_default_interceptors(registry, &mut media)?;
     let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
 

@@ -91,7 +91,10 @@ pub async fn run(
     cmds: mpsc::Receiver<SessionCmd>,
 ) -> String {
     let span = tracing::info_span!("session", session_id = %params.session_id);
-    match run_inner(&params, to_signaling, cmds).instrument(span).await {
+    match run_inner(&params, to_signaling, cmds)
+        .instrument(span)
+        .await
+    {
         Ok(reason) => reason,
         Err(e) => {
             tracing::warn!(session_id = %params.session_id, "session failed: {e}");
@@ -117,7 +120,8 @@ async fn run_inner(
     let (pc, estimate) = peer::build_peer(params.rtc_ip, rates, handler)
         .await
         .map_err(|e| format!("cannot create the peer connection: {e}"))?;
-    let result = negotiate_and_stream(params, &pc, estimate, &to_signaling, &mut cmds, &mut events).await;
+    let result =
+        negotiate_and_stream(params, &pc, estimate, &to_signaling, &mut cmds, &mut events).await;
     if let Err(e) = pc.close().await {
         tracing::debug!(session_id = %sid, "closing the peer connection: {e}");
     }
@@ -155,16 +159,18 @@ async fn negotiate_and_stream(
         )
         .map_err(|e| format!("cannot create the video track: {e}"))?,
     );
-    let sender = pc
-        .add_track(track.clone() as Arc<dyn TrackLocal>)
-        .await
-        .map_err(|e| format!("cannot add the video track: {e}"))?;
-
     let offer = RTCSessionDescription::offer(params.offer_sdp.clone())
         .map_err(|e| format!("the player's offer is not valid SDP: {e}"))?;
     pc.set_remote_description(offer)
         .await
         .map_err(|e| format!("the player's offer was refused: {e}"))?;
+    // The track binds to its sender when added, with the header-extension ids known then; added
+    // after the offer, those are the negotiated ids, so the playout-delay extension is accepted.
+    let sender = pc
+        .add_track(track.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(|e| format!("cannot add the video track: {e}"))?;
+
     let answer = pc
         .create_answer(None)
         .await
@@ -199,7 +205,10 @@ async fn negotiate_and_stream(
         .await
         .ok_or_else(|| "no local description after answering".to_string())?;
     to_signaling
-        .send(NodeMsg::Answer { session_id: sid.clone(), sdp: local.sdp })
+        .send(NodeMsg::Answer {
+            session_id: sid.clone(),
+            sdp: local.sdp,
+        })
         .await
         .map_err(|_| "lost the signaling connection".to_string())?;
     for c in early_ice {
@@ -273,12 +282,12 @@ async fn negotiate_and_stream(
                     duration,
                     ..Sample::new(Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
                 };
-                if let Err(e) = track
+                let res = track
                     .sample_writer(ssrc, payload_type)
                     .with_extension(HeaderExtension::PlayoutDelay(PlayoutDelayExtension::new(0, 0)))
                     .write_sample(&sample)
-                    .await
-                {
+                    .await;
+                if let Err(e) = res {
                     tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
                 }
             },
@@ -347,7 +356,14 @@ async fn add_candidate(pc: &Arc<dyn PeerConnection>, sid: &str, c: IceCandidate)
 async fn negotiated_payload_type(
     sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>,
 ) -> Option<u8> {
-    sender.get_parameters().await.ok()?.rtp_parameters.codecs.first().map(|c| c.payload_type)
+    sender
+        .get_parameters()
+        .await
+        .ok()?
+        .rtp_parameters
+        .codecs
+        .first()
+        .map(|c| c.payload_type)
 }
 
 /// Opens the title and the encoder on a blocking thread (Vulkan and GStreamer setup block),

@@ -87,11 +87,19 @@ impl Hub {
         }
         deliver(
             &outbox,
-            ServerMsg::Registered { version: PROTOCOL_VERSION, node_id: node_id.to_string() },
+            ServerMsg::Registered {
+                version: PROTOCOL_VERSION,
+                node_id: node_id.to_string(),
+            },
         );
         state.nodes.insert(
             node_id.to_string(),
-            NodeEntry { outbox, capacity, titles, sessions: HashSet::new() },
+            NodeEntry {
+                outbox,
+                capacity,
+                titles,
+                sessions: HashSet::new(),
+            },
         );
         tracing::info!(node_id, capacity, "node registered");
         Ok(())
@@ -100,12 +108,16 @@ impl Hub {
     /// Forgets a node whose connection closed, ending its sessions for their clients.
     pub fn node_gone(&self, node_id: &str) {
         let mut state = self.lock();
-        let Some(node) = state.nodes.remove(node_id) else { return };
+        let Some(node) = state.nodes.remove(node_id) else {
+            return;
+        };
         for session_id in node.sessions {
             if let Some(session) = state.sessions.remove(&session_id) {
                 deliver(
                     &session.client,
-                    ServerMsg::SessionEnded { reason: format!("node {node_id} was lost") },
+                    ServerMsg::SessionEnded {
+                        reason: format!("node {node_id} was lost"),
+                    },
                 );
             }
         }
@@ -132,9 +144,14 @@ impl Hub {
         if let Some(node) = state.nodes.get_mut(&node_id) {
             node.sessions.insert(session_id.clone());
         }
-        state
-            .sessions
-            .insert(session_id.clone(), SessionEntry { node_id: node_id.clone(), client, title });
+        state.sessions.insert(
+            session_id.clone(),
+            SessionEntry {
+                node_id: node_id.clone(),
+                client,
+                title,
+            },
+        );
         tracing::info!(session_id, node_id, "session assigned");
         Ok((session_id, node_id))
     }
@@ -142,8 +159,14 @@ impl Hub {
     /// Forwards the client's offer to the session's node.
     pub fn client_offer(&self, session_id: &str, sdp: String) -> Result<(), ErrorCode> {
         let state = self.lock();
-        let session = state.sessions.get(session_id).ok_or(ErrorCode::UnknownSession)?;
-        let node = state.nodes.get(&session.node_id).ok_or(ErrorCode::NodeLost)?;
+        let session = state
+            .sessions
+            .get(session_id)
+            .ok_or(ErrorCode::UnknownSession)?;
+        let node = state
+            .nodes
+            .get(&session.node_id)
+            .ok_or(ErrorCode::NodeLost)?;
         deliver(
             &node.outbox,
             ServerMsg::StartSession {
@@ -158,11 +181,20 @@ impl Hub {
     /// Forwards a client's ICE candidate to the session's node.
     pub fn client_ice(&self, session_id: &str, candidate: IceCandidate) -> Result<(), ErrorCode> {
         let state = self.lock();
-        let session = state.sessions.get(session_id).ok_or(ErrorCode::UnknownSession)?;
-        let node = state.nodes.get(&session.node_id).ok_or(ErrorCode::NodeLost)?;
+        let session = state
+            .sessions
+            .get(session_id)
+            .ok_or(ErrorCode::UnknownSession)?;
+        let node = state
+            .nodes
+            .get(&session.node_id)
+            .ok_or(ErrorCode::NodeLost)?;
         deliver(
             &node.outbox,
-            ServerMsg::Ice { session_id: Some(session_id.to_string()), candidate },
+            ServerMsg::Ice {
+                session_id: Some(session_id.to_string()),
+                candidate,
+            },
         );
         Ok(())
     }
@@ -170,7 +202,9 @@ impl Hub {
     /// Ends a session whose client left, telling its node.
     pub fn client_gone(&self, session_id: &str, reason: &str) {
         let mut state = self.lock();
-        let Some(session) = state.sessions.remove(session_id) else { return };
+        let Some(session) = state.sessions.remove(session_id) else {
+            return;
+        };
         if let Some(node) = state.nodes.get_mut(&session.node_id) {
             node.sessions.remove(session_id);
             deliver(
@@ -193,7 +227,12 @@ impl Hub {
     }
 
     /// Forwards a node's answer to the session's client.
-    pub fn node_answer(&self, node_id: &str, session_id: &str, sdp: String) -> Result<(), ErrorCode> {
+    pub fn node_answer(
+        &self,
+        node_id: &str,
+        session_id: &str,
+        sdp: String,
+    ) -> Result<(), ErrorCode> {
         let client = Self::client_of(&self.lock(), node_id, session_id)?;
         deliver(&client, ServerMsg::Answer { sdp });
         Ok(())
@@ -207,7 +246,13 @@ impl Hub {
         candidate: IceCandidate,
     ) -> Result<(), ErrorCode> {
         let client = Self::client_of(&self.lock(), node_id, session_id)?;
-        deliver(&client, ServerMsg::Ice { session_id: None, candidate });
+        deliver(
+            &client,
+            ServerMsg::Ice {
+                session_id: None,
+                candidate,
+            },
+        );
         Ok(())
     }
 
@@ -218,7 +263,12 @@ impl Hub {
             return;
         }
         if let Some(session) = state.sessions.remove(session_id) {
-            deliver(&session.client, ServerMsg::SessionEnded { reason: reason.clone() });
+            deliver(
+                &session.client,
+                ServerMsg::SessionEnded {
+                    reason: reason.clone(),
+                },
+            );
         }
         if let Some(node) = state.nodes.get_mut(node_id) {
             node.sessions.remove(session_id);
@@ -261,8 +311,12 @@ mod tests {
     fn session_routes_both_ways_and_frees_the_slot() {
         let hub = Hub::default();
         let (node_tx, mut node_rx) = outbox();
-        hub.register_node("n1", 1, vec!["demo".into()], node_tx).expect("register");
-        assert!(matches!(node_rx.try_recv(), Ok(ServerMsg::Registered { .. })));
+        hub.register_node("n1", 1, vec!["demo".into()], node_tx)
+            .expect("register");
+        assert!(matches!(
+            node_rx.try_recv(),
+            Ok(ServerMsg::Registered { .. })
+        ));
 
         let (client_tx, mut client_rx) = outbox();
         let (sid, nid) = hub.open_session(None, client_tx.clone()).expect("assigned");
@@ -273,16 +327,23 @@ mod tests {
         );
 
         hub.client_offer(&sid, "v=0".into()).expect("offer");
-        assert!(matches!(node_rx.try_recv(), Ok(ServerMsg::StartSession { sdp, .. }) if sdp == "v=0"));
-        hub.node_answer("n1", &sid, "v=0 answer".into()).expect("answer");
+        assert!(
+            matches!(node_rx.try_recv(), Ok(ServerMsg::StartSession { sdp, .. }) if sdp == "v=0")
+        );
+        hub.node_answer("n1", &sid, "v=0 answer".into())
+            .expect("answer");
         assert!(matches!(client_rx.try_recv(), Ok(ServerMsg::Answer { .. })));
         assert_eq!(
-            hub.node_answer("other", &sid, "x".into()).expect_err("not its session"),
+            hub.node_answer("other", &sid, "x".into())
+                .expect_err("not its session"),
             ErrorCode::UnknownSession
         );
 
         hub.client_gone(&sid, "bye");
-        assert!(matches!(node_rx.try_recv(), Ok(ServerMsg::EndSession { .. })));
+        assert!(matches!(
+            node_rx.try_recv(),
+            Ok(ServerMsg::EndSession { .. })
+        ));
         assert_eq!(hub.nodes()[0].sessions, 0);
     }
 
@@ -290,12 +351,19 @@ mod tests {
     fn lost_node_ends_its_sessions() {
         let hub = Hub::default();
         let (node_tx, _node_rx) = outbox();
-        hub.register_node("n1", 4, vec![], node_tx).expect("register");
+        hub.register_node("n1", 4, vec![], node_tx)
+            .expect("register");
         let (client_tx, mut client_rx) = outbox();
         let (sid, _) = hub.open_session(None, client_tx).expect("assigned");
         hub.node_gone("n1");
-        assert!(matches!(client_rx.try_recv(), Ok(ServerMsg::SessionEnded { .. })));
-        assert_eq!(hub.client_offer(&sid, "x".into()), Err(ErrorCode::UnknownSession));
+        assert!(matches!(
+            client_rx.try_recv(),
+            Ok(ServerMsg::SessionEnded { .. })
+        ));
+        assert_eq!(
+            hub.client_offer(&sid, "x".into()),
+            Err(ErrorCode::UnknownSession)
+        );
         assert!(hub.nodes().is_empty());
     }
 
@@ -304,8 +372,12 @@ mod tests {
         let hub = Hub::default();
         let (a, _ra) = outbox();
         let (b, _rb) = outbox();
-        hub.register_node("n1", 1, vec!["demo".into()], a).expect("register");
-        assert_eq!(hub.register_node("n1", 1, vec![], b), Err(ErrorCode::DuplicateNode));
+        hub.register_node("n1", 1, vec!["demo".into()], a)
+            .expect("register");
+        assert_eq!(
+            hub.register_node("n1", 1, vec![], b),
+            Err(ErrorCode::DuplicateNode)
+        );
         let (c, _rc) = outbox();
         assert_eq!(
             hub.open_session(Some("other-game".into()), c),

@@ -18,11 +18,16 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
     let service = signaling::service::Service::bind(cli.listen).await?;
-    println!("stratus-signaling: listening on http://{}/", service.local_addr());
+    println!(
+        "stratus-signaling: listening on http://{}/",
+        service.local_addr()
+    );
     service
         .run(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -36,7 +36,11 @@ pub struct IceCandidate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdp_mid: Option<String>,
     /// Index of the m-line the candidate belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sdpMLineIndex")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "sdpMLineIndex"
+    )]
     pub sdp_mline_index: Option<u16>,
 }
 
@@ -192,7 +196,10 @@ pub enum ServerMsg {
 impl ServerMsg {
     /// An [`ServerMsg::Error`] with a message.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerMsg::Error { code, message: message.into() }
+        ServerMsg::Error {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The message as JSON text.
@@ -205,7 +212,10 @@ impl ServerMsg {
 /// back in an [`ErrorCode::BadMessage`] error.
 pub fn parse<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
     if text.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("message of {} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit", text.len()));
+        return Err(format!(
+            "message of {} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit",
+            text.len()
+        ));
     }
     serde_json::from_str(text).map_err(|e| format!("malformed message: {e}"))
 }
@@ -217,12 +227,20 @@ mod tests {
     #[test]
     fn client_hello_wire_shape() {
         let msg: ClientMsg = parse(r#"{"type":"hello","version":1}"#).expect("valid");
-        assert_eq!(msg, ClientMsg::Hello { version: 1, title: None });
+        assert_eq!(
+            msg,
+            ClientMsg::Hello {
+                version: 1,
+                title: None
+            }
+        );
         let ice: ClientMsg = parse(
             r#"{"type":"ice","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
         )
         .expect("valid");
-        let ClientMsg::Ice { candidate } = ice else { panic!("not ice") };
+        let ClientMsg::Ice { candidate } = ice else {
+            panic!("not ice")
+        };
         assert_eq!(candidate.sdp_mline_index, Some(0));
         assert_eq!(candidate.sdp_mid.as_deref(), Some("0"));
     }
@@ -230,16 +248,30 @@ mod tests {
     #[test]
     fn server_messages_are_tagged() {
         let json = ServerMsg::error(ErrorCode::NoNodeAvailable, "all nodes busy").to_json();
-        assert_eq!(json, r#"{"type":"error","code":"no_node_available","message":"all nodes busy"}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"no_node_available","message":"all nodes busy"}"#
+        );
     }
 
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
-        for text in ["", "{", "null", "[]", r#"{"type":"nope"}"#, r#"{"type":"offer"}"#, "\u{0}"] {
+        for text in [
+            "",
+            "{",
+            "null",
+            "[]",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"offer"}"#,
+            "\u{0}",
+        ] {
             assert!(parse::<ClientMsg>(text).is_err(), "{text:?}");
             assert!(parse::<NodeMsg>(text).is_err(), "{text:?}");
         }
-        let huge = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        let huge = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
         let err = parse::<ClientMsg>(&huge).expect_err("too big");
         assert!(err.contains("limit"), "{err}");
     }

@@ -48,12 +48,17 @@ impl Service {
                 SignalingError::Bind { addr, source }
             }
         })?;
-        Ok(Self { listener, hub: Arc::new(Hub::default()) })
+        Ok(Self {
+            listener,
+            hub: Arc::new(Hub::default()),
+        })
     }
 
     /// The address the service listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The routing state, for embedding and tests.
@@ -62,7 +67,10 @@ impl Service {
     }
 
     /// Serves until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), SignalingError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), SignalingError> {
         let addr = self.local_addr();
         tracing::info!(%addr, "signaling service listening");
         axum::serve(self.listener, router(self.hub))
@@ -95,7 +103,10 @@ async fn static_file(Path(file): Path<String>) -> Response {
 fn serve_file(path: &str) -> Response {
     match web::file(path) {
         Some(f) => (
-            [(header::CONTENT_TYPE, f.content_type), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, f.content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             f.body,
         )
             .into_response(),
@@ -125,7 +136,11 @@ fn spawn_writer(socket: WebSocket) -> (Outbox, futures_util::stream::SplitStream
     let (tx, mut rx) = mpsc::channel::<ServerMsg>(OUTBOX_DEPTH);
     tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
-            if sink.send(Message::Text(msg.to_json().into())).await.is_err() {
+            if sink
+                .send(Message::Text(msg.to_json().into()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -167,7 +182,9 @@ async fn client_connection(socket: WebSocket, hub: Arc<Hub>) {
     let mut strikes = Strikes(0);
     // Until hello, nothing else is accepted.
     let title = loop {
-        let Some(text) = next_text(&mut stream).await else { return };
+        let Some(text) = next_text(&mut stream).await else {
+            return;
+        };
         match parse::<ClientMsg>(&text) {
             Ok(ClientMsg::Hello { version, title }) if version == PROTOCOL_VERSION => break title,
             Ok(ClientMsg::Hello { version, .. }) => {
@@ -178,7 +195,11 @@ async fn client_connection(socket: WebSocket, hub: Arc<Hub>) {
                 return;
             }
             Ok(_) => {
-                if strikes.bad(&outbox, ErrorCode::UnexpectedMessage, "send hello first".into()) {
+                if strikes.bad(
+                    &outbox,
+                    ErrorCode::UnexpectedMessage,
+                    "send hello first".into(),
+                ) {
                     return;
                 }
             }
@@ -192,7 +213,10 @@ async fn client_connection(socket: WebSocket, hub: Arc<Hub>) {
     let (session_id, node_id) = match hub.open_session(title, outbox.clone()) {
         Ok(ids) => ids,
         Err(code) => {
-            let _ = outbox.try_send(ServerMsg::error(code, "no node can take a session right now; try again shortly"));
+            let _ = outbox.try_send(ServerMsg::error(
+                code,
+                "no node can take a session right now; try again shortly",
+            ));
             return;
         }
     };
@@ -211,7 +235,11 @@ async fn client_connection(socket: WebSocket, hub: Arc<Hub>) {
                 break;
             }
             Ok(ClientMsg::Hello { .. }) => {
-                if strikes.bad(&outbox, ErrorCode::UnexpectedMessage, "hello was already sent".into()) {
+                if strikes.bad(
+                    &outbox,
+                    ErrorCode::UnexpectedMessage,
+                    "hello was already sent".into(),
+                ) {
                     break;
                 }
                 Ok(())
@@ -235,9 +263,16 @@ async fn node_connection(socket: WebSocket, hub: Arc<Hub>) {
     let (outbox, mut stream) = spawn_writer(socket);
     let mut strikes = Strikes(0);
     let node_id = loop {
-        let Some(text) = next_text(&mut stream).await else { return };
+        let Some(text) = next_text(&mut stream).await else {
+            return;
+        };
         match parse::<NodeMsg>(&text) {
-            Ok(NodeMsg::Hello { version, node_id, capacity, titles }) => {
+            Ok(NodeMsg::Hello {
+                version,
+                node_id,
+                capacity,
+                titles,
+            }) => {
                 if version != PROTOCOL_VERSION {
                     let _ = outbox.try_send(ServerMsg::error(
                         ErrorCode::VersionMismatch,
@@ -264,7 +299,11 @@ async fn node_connection(socket: WebSocket, hub: Arc<Hub>) {
                 }
             }
             Ok(_) => {
-                if strikes.bad(&outbox, ErrorCode::UnexpectedMessage, "send hello first".into()) {
+                if strikes.bad(
+                    &outbox,
+                    ErrorCode::UnexpectedMessage,
+                    "send hello first".into(),
+                ) {
                     return;
                 }
             }
@@ -278,15 +317,20 @@ async fn node_connection(socket: WebSocket, hub: Arc<Hub>) {
     while let Some(text) = next_text(&mut stream).await {
         let routed = match parse::<NodeMsg>(&text) {
             Ok(NodeMsg::Answer { session_id, sdp }) => hub.node_answer(&node_id, &session_id, sdp),
-            Ok(NodeMsg::Ice { session_id, candidate }) => {
-                hub.node_ice(&node_id, &session_id, candidate)
-            }
+            Ok(NodeMsg::Ice {
+                session_id,
+                candidate,
+            }) => hub.node_ice(&node_id, &session_id, candidate),
             Ok(NodeMsg::SessionEnded { session_id, reason }) => {
                 hub.node_session_ended(&node_id, &session_id, reason);
                 Ok(())
             }
             Ok(NodeMsg::Hello { .. }) => {
-                if strikes.bad(&outbox, ErrorCode::UnexpectedMessage, "hello was already sent".into()) {
+                if strikes.bad(
+                    &outbox,
+                    ErrorCode::UnexpectedMessage,
+                    "hello was already sent".into(),
+                ) {
                     break;
                 }
                 Ok(())

@@ -63,26 +63,49 @@ async fn browser_plays_the_demo_title() {
     let frames = num(&last, "framesDecoded");
     let window_s = (num(&last, "timestamp") - num(&first, "timestamp")) / 1000.0;
     let fps = (frames - num(&first, "framesDecoded")) / window_s;
-    eprintln!("decoded {frames} frames; {fps:.1} fps over {window_s:.2} s ({:?} wall)", started.elapsed());
+    eprintln!(
+        "decoded {frames} frames; {fps:.1} fps over {window_s:.2} s ({:?} wall)",
+        started.elapsed()
+    );
     assert!(frames >= 90.0, "only {frames} frames decoded");
     assert!(fps >= 25.0, "decoding at {fps:.1} fps, want >= 25");
-    assert_eq!((num(&last, "frameWidth"), num(&last, "frameHeight")), (1280.0, 720.0));
+    assert_eq!(
+        (num(&last, "frameWidth"), num(&last, "frameHeight")),
+        (1280.0, 720.0)
+    );
 
     // The picture itself: each sampled frame's id is read from its code, and the swatch must
     // have the colour the demo title draws for that id.
     let mut matched = 0;
     let mut samples = Vec::new();
     for _ in 0..10 {
-        let f = browser.eval("window.stratus.inspectFrame()").await.expect("inspect");
-        let id = f["frameId"].as_u64().unwrap_or_else(|| panic!("frame id code unreadable: {f}"));
-        let got: Vec<i64> = f["swatch"].as_array().expect("swatch").iter().filter_map(Value::as_i64).collect();
+        let f = browser
+            .eval("window.stratus.inspectFrame()")
+            .await
+            .expect("inspect");
+        let id = f["frameId"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("frame id code unreadable: {f}"));
+        let got: Vec<i64> = f["swatch"]
+            .as_array()
+            .expect("swatch")
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect();
         let want = swatch_rgb(id);
-        let close = got.len() == 3 && got.iter().zip(want).all(|(g, w)| (g - w as i64).abs() <= 40);
+        let close = got.len() == 3
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| (g - w as i64).abs() <= 40);
         matched += close as u32;
         samples.push(format!("id {id}: got {got:?} want {want:?}"));
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
-    assert!(matched >= 8, "swatch colour matched in {matched}/10 frames: {samples:#?}");
+    assert!(
+        matched >= 8,
+        "swatch colour matched in {matched}/10 frames: {samples:#?}"
+    );
     drop(browser);
     drop(stack);
 }

@@ -1,11 +1,10 @@
 //! Starting a signaling service and a node in-process for a test.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use server::Node;
 use server::config::NodeConfig;
-use signaling::hub::Hub;
+
 use signaling::service::Service;
 use tokio::sync::watch;
 
@@ -27,7 +26,9 @@ impl Stack {
             )
             .with_test_writer()
             .try_init();
-        let service = Service::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+        let service = Service::bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
         let addr = service.local_addr();
         let hub = service.hub();
         let (stop, stop_rx) = watch::channel(false);
@@ -39,7 +40,10 @@ impl Stack {
         tokio::spawn(Node::new(config).run(stopped(stop_rx)));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while hub.nodes().is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "the node did not register within 10 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node did not register within 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Stack { addr, stop }

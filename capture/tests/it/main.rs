@@ -21,7 +21,12 @@ fn codes(frame: &Frame) -> (Option<u64>, Option<u64>) {
 /// Mean (Y, Cb, Cr) over the inner half of the swatch.
 fn swatch_ycbcr(frame: &Frame) -> (f64, f64, f64) {
     let (x0, y0, w, h) = swatch_rect(frame.width, frame.height).expect("swatch fits");
-    let (x0, y0, w, h) = ((x0 + w / 4) as usize, (y0 + h / 4) as usize, (w / 2) as usize, (h / 2) as usize);
+    let (x0, y0, w, h) = (
+        (x0 + w / 4) as usize,
+        (y0 + h / 4) as usize,
+        (w / 2) as usize,
+        (h / 2) as usize,
+    );
     let mut sum = (0.0, 0.0, 0.0);
     for y in y0..y0 + h {
         for x in x0..x0 + w {
@@ -45,11 +50,18 @@ fn demo_frames_carry_their_codes_and_swatch() {
         let (epoch, id) = codes(&frame);
         assert_eq!(id, Some(frame.id), "frame-id code");
         let epoch = epoch.expect("latency code readable");
-        assert!(epoch >= before && epoch <= capture::clock::epoch_ms(), "epoch {epoch}");
+        assert!(
+            epoch >= before && epoch <= capture::clock::epoch_ms(),
+            "epoch {epoch}"
+        );
         let (y, cb, cr) = swatch_ycbcr(&frame);
         let [r8, g8, b8] = swatch_rgb(frame.id);
         let (ey, ecb, ecr) = rgb_to_ycbcr(r8, g8, b8);
-        assert!((y - ey as f64).abs() <= 2.0, "Y {y} vs {ey} for frame {}", frame.id);
+        assert!(
+            (y - ey as f64).abs() <= 2.0,
+            "Y {y} vs {ey} for frame {}",
+            frame.id
+        );
         assert!((cb - ecb as f64).abs() <= 2.0, "Cb {cb} vs {ecb}");
         assert!((cr - ecr as f64).abs() <= 2.0, "Cr {cr} vs {ecr}");
         let back = ycbcr_to_rgb(y.round() as u8, cb.round() as u8, cr.round() as u8);
@@ -68,7 +80,11 @@ fn the_scene_moves() {
     let ya = &a.plane(0).expect("y")[640 * 64..];
     let yb = &b.plane(0).expect("y")[640 * 64..];
     let changed = ya.iter().zip(yb).filter(|(p, q)| p != q).count();
-    assert!(changed > ya.len() / 10, "only {changed} of {} luma samples changed", ya.len());
+    assert!(
+        changed > ya.len() / 10,
+        "only {changed} of {} luma samples changed",
+        ya.len()
+    );
     let black = ya.iter().filter(|&&v| v <= 17).count();
     assert!(black < ya.len() / 2, "frame is mostly black");
 }
@@ -81,7 +97,10 @@ fn demo_source_paces_and_numbers_frames() {
     let elapsed = start.elapsed();
     assert!(ids.windows(2).all(|w| w[1] > w[0]), "ids increase: {ids:?}");
     // 10 frames at 50 fps are due over 180 ms (the first is due at once).
-    assert!(elapsed >= std::time::Duration::from_millis(170), "{elapsed:?} is too fast for 50 fps");
+    assert!(
+        elapsed >= std::time::Duration::from_millis(170),
+        "{elapsed:?} is too fast for 50 fps"
+    );
 }
 
 #[test]

@@ -38,7 +38,9 @@ fn frame(id: u64) -> Frame {
 
 fn encode(enc: &Encoder, id: u64) -> EncodedFrame {
     enc.push(&frame(id)).expect("push");
-    enc.pull(Duration::from_secs(5)).expect("pull").expect("one access unit per frame")
+    enc.pull(Duration::from_secs(5))
+        .expect("pull")
+        .expect("one access unit per frame")
 }
 
 /// NAL unit types in an Annex-B access unit.
@@ -64,9 +66,15 @@ fn access_units_decode_at_the_right_size() {
     let aus: Vec<EncodedFrame> = (0..30).map(|i| encode(&enc, i)).collect();
     assert!(aus[0].keyframe, "the stream starts with an IDR");
     let first = nal_types(&aus[0].au);
-    assert!(first.contains(&7) && first.contains(&8) && first.contains(&5), "SPS, PPS, IDR: {first:?}");
+    assert!(
+        first.contains(&7) && first.contains(&8) && first.contains(&5),
+        "SPS, PPS, IDR: {first:?}"
+    );
     for (i, au) in aus.iter().enumerate() {
-        assert_eq!(au.frame_id, i as u64, "outputs keep their frame ids in order");
+        assert_eq!(
+            au.frame_id, i as u64,
+            "outputs keep their frame ids in order"
+        );
         assert_eq!(au.captured_ns, frame(i as u64).captured_ns);
         assert!(au.encoded_ns > 0);
     }
@@ -80,18 +88,33 @@ fn access_units_decode_at_the_right_size() {
     .expect("decoder pipeline")
     .downcast::<gst::Pipeline>()
     .expect("pipeline");
-    let src = pipeline.by_name("src").expect("src").downcast::<gst_app::AppSrc>().expect("appsrc");
-    let sink = pipeline.by_name("sink").expect("sink").downcast::<gst_app::AppSink>().expect("appsink");
+    let src = pipeline
+        .by_name("src")
+        .expect("src")
+        .downcast::<gst_app::AppSrc>()
+        .expect("appsrc");
+    let sink = pipeline
+        .by_name("sink")
+        .expect("sink")
+        .downcast::<gst_app::AppSink>()
+        .expect("appsink");
     pipeline.set_state(gst::State::Playing).expect("play");
     for (i, au) in aus.iter().enumerate() {
         let mut buf = gst::Buffer::from_slice(au.au.clone());
-        buf.get_mut().expect("writable").set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
+        buf.get_mut()
+            .expect("writable")
+            .set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
         src.push_buffer(buf).expect("push");
     }
     src.end_of_stream().expect("eos");
     let mut decoded = 0;
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(5)) {
-        let s = sample.caps().expect("caps").structure(0).expect("structure").to_owned();
+        let s = sample
+            .caps()
+            .expect("caps")
+            .structure(0)
+            .expect("structure")
+            .to_owned();
         assert_eq!(s.get::<i32>("width").expect("width"), W as i32);
         assert_eq!(s.get::<i32>("height").expect("height"), H as i32);
         decoded += 1;
@@ -116,14 +139,21 @@ fn forced_keyframe_is_the_next_frame() {
 #[test]
 fn bitrate_changes_at_run_time() {
     let enc = Encoder::open(EncoderConfig::new(W, H, 30, 200)).expect("open");
-    let bytes = |from: u64, enc: &Encoder| (from..from + 30).map(|i| encode(enc, i).au.len()).sum::<usize>();
+    let bytes = |from: u64, enc: &Encoder| {
+        (from..from + 30)
+            .map(|i| encode(enc, i).au.len())
+            .sum::<usize>()
+    };
     let _ = bytes(0, &enc);
     let low = bytes(30, &enc);
     enc.set_bitrate(3000);
     assert_eq!(enc.bitrate(), 3000);
     let _ = bytes(60, &enc);
     let high = bytes(90, &enc);
-    assert!(high > low * 2, "3000 kbit/s gave {high} bytes, 200 kbit/s gave {low}");
+    assert!(
+        high > low * 2,
+        "3000 kbit/s gave {high} bytes, 200 kbit/s gave {low}"
+    );
 }
 
 #[test]
