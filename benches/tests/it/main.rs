@@ -1,5 +1,6 @@
 //! End-to-end tests of the whole product with real parts: the signaling service, a node with
 //! the demo title on lavapipe, and Debian's headless Chromium, all on loopback.
 
+mod errors;
 mod first_light;
 mod support;
