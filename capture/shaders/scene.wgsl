@@ -23,6 +23,7 @@ struct Params {
 var<immediate> params: Params;
 @group(0) @binding(0) var<storage, read_write> frame: array<u32>;
 
+const PIXELS_PER_INVOCATION: u32 = 4u;
 const CELL_W: u32 = 16u;
 const CELL_H: u32 = 32u;
 const CELLS: u32 = 57u;
@@ -64,18 +65,23 @@ fn triangle(u: f32) -> f32 {
     return abs(fract(u) * 2.0 - 1.0);
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let w = params.size.x;
-    let h = params.size.y;
-    if (gid.x >= w || gid.y >= h) {
-        return;
-    }
-    let x = gid.x;
-    let y = gid.y;
-    let t = f32(params.time_ms) / 1000.0;
+// The colour of pixel (x, y) at time t (seconds).
+fn shade(x: u32, y: u32, w: u32, h: u32, t: f32, sx: f32, sy: f32) -> vec3<f32> {
     let fx = f32(x) / f32(w);
     let fy = f32(y) / f32(h);
+
+    // The latency code and the frame-id code.
+    if (y < CELL_H * 2u && x < CELL_W * CELLS) {
+        let v = select(params.frame_id, params.epoch_ms, y < CELL_H);
+        return vec3<f32>(f32(code_cell(v, x / CELL_W)));
+    }
+
+    // The known-colour swatch.
+    if (w > SWATCH + SWATCH_MARGIN && h > SWATCH + SWATCH_MARGIN
+        && x >= w - SWATCH - SWATCH_MARGIN && x < w - SWATCH_MARGIN
+        && y >= h - SWATCH - SWATCH_MARGIN && y < h - SWATCH_MARGIN) {
+        return palette(params.frame_id.x);
+    }
 
     // A slowly moving colour field, so the encoder sees motion everywhere.
     var c = vec3<f32>(
@@ -85,8 +91,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     );
 
     // A bouncing square with a checker texture.
-    let sx = triangle(t * 0.23) * (f32(w) - SQUARE);
-    let sy = 64.0 + triangle(t * 0.31) * (f32(h) - SQUARE - 64.0);
     let px = f32(x);
     let py = f32(y);
     if (px >= sx && px < sx + SQUARE && py >= sy && py < sy + SQUARE) {
@@ -110,20 +114,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if ((dx <= 1 && dy <= 12) || (dy <= 1 && dx <= 12)) {
         c = vec3<f32>(1.0, 1.0, 1.0) - c;
     }
+    return c;
+}
 
-    // The known-colour swatch.
-    if (w > SWATCH + SWATCH_MARGIN && h > SWATCH + SWATCH_MARGIN
-        && x >= w - SWATCH - SWATCH_MARGIN && x < w - SWATCH_MARGIN
-        && y >= h - SWATCH - SWATCH_MARGIN && y < h - SWATCH_MARGIN) {
-        c = palette(params.frame_id.x);
+// Each invocation draws PIXELS_PER_INVOCATION horizontally adjacent pixels: on llvmpipe the
+// per-invocation overhead is a large share of a simple shader's cost.
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let w = params.size.x;
+    let h = params.size.y;
+    let x0 = gid.x * PIXELS_PER_INVOCATION;
+    let y = gid.y;
+    if (x0 >= w || y >= h) {
+        return;
     }
-
-    // The latency code and the frame-id code.
-    if (y < CELL_H * 2u && x < CELL_W * CELLS) {
-        let v = select(params.frame_id, params.epoch_ms, y < CELL_H);
-        c = vec3<f32>(f32(code_cell(v, x / CELL_W)));
+    let t = f32(params.time_ms) / 1000.0;
+    let sx = triangle(t * 0.23) * (f32(w) - SQUARE);
+    let sy = 64.0 + triangle(t * 0.31) * (f32(h) - SQUARE - 64.0);
+    for (var i = 0u; i < PIXELS_PER_INVOCATION; i = i + 1u) {
+        let x = x0 + i;
+        if (x < w) {
+            // Packed R, G, B, A bytes in memory order.
+            frame[y * w + x] = pack4x8unorm(vec4<f32>(shade(x, y, w, h, t, sx, sy), 1.0));
+        }
     }
-
-    // Packed R, G, B, A bytes in memory order.
-    frame[y * w + x] = pack4x8unorm(vec4<f32>(c, 1.0));
 }

@@ -24,6 +24,8 @@ static SCENE_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/scene.spv"))
 const PUSH_SIZE: u32 = 48;
 /// The scene shader's workgroup edge.
 const GROUP: u32 = 8;
+/// Horizontally adjacent pixels each scene-shader invocation draws.
+const PIXELS_PER_INVOCATION: u32 = 4;
 
 /// Geometry of the known-colour swatch: a square of this edge, this far from the bottom-right.
 pub const SWATCH_SIZE: u32 = 192;
@@ -260,7 +262,7 @@ impl DemoRenderer {
             );
             device.cmd_dispatch(
                 cmd,
-                self.width.div_ceil(GROUP),
+                self.width.div_ceil(GROUP * PIXELS_PER_INVOCATION),
                 self.height.div_ceil(GROUP),
                 1,
             );

@@ -14,7 +14,10 @@ fn missing_vulkan_driver_names_the_package() {
     assert!(!out.status.success(), "must fail without a Vulkan device");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("mesa-vulkan-drivers"), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "an error, not a panic: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "an error, not a panic: {stderr}"
+    );
 }
 
 #[test]

@@ -22,14 +22,20 @@ async fn node_retries_until_signaling_comes_up_and_stops_on_shutdown() {
     );
     // Let the node fail a few times against the closed port.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(!node.is_finished(), "an unreachable signaling service is not fatal");
+    assert!(
+        !node.is_finished(),
+        "an unreachable signaling service is not fatal"
+    );
 
     let service = Service::bind(addr).await.expect("the port is free again");
     let hub = service.hub();
     tokio::spawn(service.run(std::future::pending()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while hub.nodes().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the node did not reconnect within 15 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not reconnect within 15 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(hub.nodes()[0].node_id, "local");
@@ -41,7 +47,10 @@ async fn node_retries_until_signaling_comes_up_and_stops_on_shutdown() {
         .expect("node task");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !hub.nodes().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "signaling still lists the stopped node");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "signaling still lists the stopped node"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
