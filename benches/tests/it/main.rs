@@ -3,4 +3,5 @@
 
 mod errors;
 mod first_light;
+mod keyframe;
 mod support;
