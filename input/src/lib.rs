@@ -62,7 +62,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod corpus;
+pub mod gate;
+pub mod inject;
 pub mod keys;
+pub mod predict;
+pub mod trace;
 pub mod wire;
 
 pub use keys::KeyCode;

@@ -4,4 +4,5 @@
 mod errors;
 mod first_light;
 mod keyframe;
+mod predict_js;
 mod support;

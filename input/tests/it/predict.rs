@@ -1,0 +1,1 @@
+//! Predictor evaluation over the corpus (being written).

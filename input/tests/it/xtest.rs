@@ -1,0 +1,1 @@
+//! XTest injection observed by a real X client (being written).
