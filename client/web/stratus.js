@@ -5,6 +5,8 @@
 // `connectionState`, `sessionId`, `nodeId`, `error`, `pc`, and `inspectFrame()`, which reads the
 // latency and frame-id codes and the swatch colour from the frame on screen.
 
+import { attachInput } from './input.js';
+
 export const PROTOCOL_VERSION = 1;
 
 // Latency code geometry (DESIGN.md).
@@ -41,6 +43,7 @@ const state = {
   nodeId: null,
   error: null,
   pc: null,
+  input: null,
   inspectFrame: null,
 };
 window.stratus = state;
@@ -61,19 +64,24 @@ export function start({ video, status, stats }) {
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
     ctx.drawImage(video, 0, 0, w, h);
     const image = ctx.getImageData(0, 0, w, h);
-    const swatch = [0, 0, 0];
-    // Mean colour of the inner 64x64 of the 192x192 swatch 32 px from the bottom-right corner.
-    const x0 = w - 32 - 128, y0 = h - 32 - 128;
-    for (let y = y0; y < y0 + 64; y++) {
-      for (let x = x0; x < x0 + 64; x++) {
-        const p = 4 * (y * w + x);
-        swatch[0] += image.data[p]; swatch[1] += image.data[p + 1]; swatch[2] += image.data[p + 2];
+    // Mean colour of a 64x64 square at (x0, y0).
+    const mean = (x0, y0) => {
+      const sum = [0, 0, 0];
+      for (let y = y0; y < y0 + 64; y++) {
+        for (let x = x0; x < x0 + 64; x++) {
+          const p = 4 * (y * w + x);
+          sum[0] += image.data[p]; sum[1] += image.data[p + 1]; sum[2] += image.data[p + 2];
+        }
       }
-    }
+      return sum.map(v => Math.round(v / 4096));
+    };
     return {
       width: w, height: h,
       epochMs: readCode(image, 0), frameId: readCode(image, 1), now: Date.now(),
-      swatch: swatch.map(v => Math.round(v / 4096)),
+      // The inner part of the 192x192 swatch 32 px from the bottom-right corner, and of the
+      // 128x128 input indicator in the bottom-left corner.
+      swatch: mean(w - 32 - 128, h - 32 - 128),
+      indicator: mean(32, h - 96),
     };
   };
 
@@ -127,6 +135,9 @@ export function start({ video, status, stats }) {
     const pc = new RTCPeerConnection({ iceServers: [] });
     state.pc = pc;
     const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
+    // Reliable and ordered: a lost key-up would leave a key stuck in the game.
+    const channel = pc.createDataChannel('input', { ordered: true });
+    state.input = attachInput({ video, channel });
     // Render each frame as soon as it is decoded.
     if ('jitterBufferTarget' in transceiver.receiver) transceiver.receiver.jitterBufferTarget = 0;
     if ('playoutDelayHint' in transceiver.receiver) transceiver.receiver.playoutDelayHint = 0;

@@ -20,6 +20,7 @@
 mod agent;
 pub mod backoff;
 pub mod config;
+pub mod controls;
 pub mod media;
 pub mod peer;
 pub mod session;

@@ -18,6 +18,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use signaling::protocol::{IceCandidate, NodeMsg};
 use tokio::sync::mpsc;
 use tracing::Instrument;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
@@ -26,6 +27,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::config::VideoConfig;
+use crate::controls::{DemoInjector, InputPath};
 use crate::media::MediaPipeline;
 use crate::peer::{self, RateBounds};
 
@@ -63,10 +65,10 @@ pub struct SessionParams {
     pub rtc_ip: IpAddr,
 }
 
-#[derive(Debug)]
 enum PeerEvent {
     State(RTCPeerConnectionState),
     GatheringComplete,
+    DataChannel(Arc<dyn DataChannel>),
 }
 
 struct Events(mpsc::UnboundedSender<PeerEvent>);
@@ -81,6 +83,31 @@ impl PeerConnectionEventHandler for Events {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         let _ = self.0.send(PeerEvent::State(state));
+    }
+
+    async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
+        let _ = self.0.send(PeerEvent::DataChannel(data_channel));
+    }
+}
+
+/// Label of the data channel that carries [`input::InputEvent`]s.
+pub const INPUT_CHANNEL: &str = "input";
+/// Input messages queued between the data channel and the session before the oldest are
+/// dropped (the gate's rate limit sits behind this).
+const INPUT_QUEUE: usize = 256;
+
+/// Forwards the messages of the session's input channel; ends when the channel closes.
+async fn read_input_channel(dc: Arc<dyn DataChannel>, tx: mpsc::Sender<bytes::Bytes>) {
+    while let Some(ev) = dc.poll().await {
+        match ev {
+            DataChannelEvent::OnMessage(msg) => {
+                if tx.try_send(msg.data.freeze()).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+            DataChannelEvent::OnClose => return,
+            _ => {}
+        }
     }
 }
 
@@ -187,6 +214,7 @@ async fn negotiate_and_stream(
             ev = events.recv() => match ev {
                 Some(PeerEvent::GatheringComplete) => break,
                 Some(PeerEvent::State(s)) => tracing::debug!(session_id = %sid, "peer state {s} while gathering"),
+                Some(PeerEvent::DataChannel(_)) => {}
                 None => return Err("the peer connection went away while gathering".into()),
             },
             cmd = cmds.recv() => match cmd {
@@ -229,6 +257,9 @@ async fn negotiate_and_stream(
     let (frame_tx, mut frames) = mpsc::channel::<EncodedFrame>(4);
     let mut frame_tx = Some(frame_tx);
     let mut media: Option<(MediaPipeline, Arc<Encoder>)> = None;
+    let (input_tx, mut input_rx) = mpsc::channel::<bytes::Bytes>(INPUT_QUEUE);
+    let mut input_path: Option<InputPath> = None;
+    let mut input_tasks = Vec::new();
     let mut payload_type = peer::H264_PAYLOAD_TYPE;
     let mut last_keyframe_request = Instant::now() - MIN_KEYFRAME_GAP;
     let mut last_captured_ns: Option<u64> = None;
@@ -253,7 +284,11 @@ async fn negotiate_and_stream(
                         payload_type = negotiated_payload_type(&sender).await.unwrap_or(payload_type);
                         let Some(tx) = frame_tx.take() else { break "internal: media started twice".into() };
                         match start_media(&v, tx).await {
-                            Ok(m) => media = Some(m),
+                            Ok((pipeline, encoder, controls)) => {
+                                let injector = DemoInjector::new(controls, v.width, v.height);
+                                input_path = Some(InputPath::new(Box::new(injector), v.width, v.height));
+                                media = Some((pipeline, encoder));
+                            }
                             Err(e) => break e,
                         }
                     }
@@ -263,6 +298,14 @@ async fn negotiate_and_stream(
                 }
                 Some(PeerEvent::State(RTCPeerConnectionState::Failed)) => break "the connection to the player failed".into(),
                 Some(PeerEvent::State(RTCPeerConnectionState::Closed)) => break "the player closed the connection".into(),
+                Some(PeerEvent::DataChannel(dc)) => {
+                    let label = dc.label().await.unwrap_or_default();
+                    if label == INPUT_CHANNEL {
+                        input_tasks.push(tokio::spawn(read_input_channel(dc, input_tx.clone())));
+                    } else {
+                        tracing::debug!(session_id = %sid, label, "ignoring an unknown data channel");
+                    }
+                }
                 Some(_) => {}
                 None => break "the peer connection went away".into(),
             },
@@ -289,6 +332,11 @@ async fn negotiate_and_stream(
                     .await;
                 if let Err(e) = res {
                     tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
+                }
+            },
+            Some(datagram) = input_rx.recv() => {
+                if let Some(path) = &mut input_path {
+                    path.handle(&datagram, capture::clock::monotonic_ns() / 1000);
                 }
             },
             Some(()) = kf_rx.recv() => {
@@ -322,6 +370,12 @@ async fn negotiate_and_stream(
         }
     };
     kf_task.abort();
+    for task in input_tasks {
+        task.abort();
+    }
+    if let Some(path) = &input_path {
+        tracing::info!(session_id = %sid, counters = ?path.counters(), "input summary");
+    }
     if let Some((pipeline, _)) = media {
         let counters = pipeline.counters();
         tracing::info!(
@@ -371,7 +425,14 @@ async fn negotiated_payload_type(
 async fn start_media(
     v: &VideoConfig,
     out: mpsc::Sender<EncodedFrame>,
-) -> Result<(MediaPipeline, Arc<Encoder>), String> {
+) -> Result<
+    (
+        MediaPipeline,
+        Arc<Encoder>,
+        Arc<capture::offscreen::DemoControls>,
+    ),
+    String,
+> {
     let v = v.clone();
     tokio::task::spawn_blocking(move || {
         let source = DemoSource::new(v.width, v.height, v.fps)
@@ -380,9 +441,10 @@ async fn start_media(
         config.prefer = v.prefer_encoders.clone();
         let encoder = Arc::new(Encoder::open(config).map_err(|e| format!("cannot open the encoder: {e}"))?);
         tracing::info!(title = %capture::Source::describe(&source), encoder = ?encoder.describe(), "media path ready");
+        let controls = source.controls();
         let pipeline = MediaPipeline::start(Box::new(source), encoder.clone(), out)
             .map_err(|e| format!("cannot start the media threads: {e}"))?;
-        Ok((pipeline, encoder))
+        Ok((pipeline, encoder, controls))
     })
     .await
     .map_err(|e| format!("media setup panicked: {e}"))?

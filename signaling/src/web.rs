@@ -24,6 +24,16 @@ pub const FILES: &[WebFile] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../client/web/stratus.js"),
     },
+    WebFile {
+        path: "/input.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../client/web/input.js"),
+    },
+    WebFile {
+        path: "/keys.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../client/web/keys.js"),
+    },
 ];
 
 /// The file served at `path` (`/` is `/index.html`).

@@ -3,6 +3,7 @@
 
 mod errors;
 mod first_light;
+mod input_demo;
 mod keyframe;
 mod predict_js;
 mod support;

@@ -1,0 +1,177 @@
+//! Player input on the node: the demo title's injector, and the per-session input path
+//! (data channel bytes → [`InputGate`] → [`Injector`]).
+
+use std::sync::Arc;
+
+use capture::offscreen::DemoControls;
+use input::gate::{GateConfig, GateCounters, InputGate};
+use input::inject::{InjectError, Injector};
+use input::{EventKind, InputEvent, MouseButton};
+
+/// Injects into the built-in demo title: the pointer moves its crosshair, buttons and the last
+/// key pressed colour its input indicator.
+#[derive(Debug)]
+pub struct DemoInjector {
+    controls: Arc<DemoControls>,
+    width: i32,
+    height: i32,
+}
+
+impl DemoInjector {
+    /// An injector for a demo title of this frame size.
+    pub fn new(controls: Arc<DemoControls>, width: u32, height: u32) -> Self {
+        Self {
+            controls,
+            width: width as i32,
+            height: height as i32,
+        }
+    }
+}
+
+fn button_bit(button: MouseButton) -> u32 {
+    1 << (button as u32)
+}
+
+impl Injector for DemoInjector {
+    fn name(&self) -> &'static str {
+        "demo"
+    }
+
+    fn inject(&mut self, event: &InputEvent) -> Result<(), InjectError> {
+        let (px, py, buttons, _) = self.controls.snapshot();
+        match event.kind {
+            EventKind::MouseMove { x, y } => self.controls.set_pointer(x as i32, y as i32),
+            EventKind::MouseMoveRel { dx, dy } => self.controls.set_pointer(
+                (px + dx as i32).clamp(0, self.width - 1),
+                (py + dy as i32).clamp(0, self.height - 1),
+            ),
+            EventKind::Button { button, down } => {
+                let bit = button_bit(button);
+                self.controls
+                    .set_buttons(if down { buttons | bit } else { buttons & !bit });
+            }
+            EventKind::Key { code, down: true } => self.controls.set_key(code as u32),
+            EventKind::Key { down: false, .. } => {}
+            // A gamepad button shows as a key code above the keyboard's range, so the indicator
+            // proves it arrived.
+            EventKind::GamepadButton { pad, button, value } if value > 0 => self
+                .controls
+                .set_key(0x1000 + ((pad as u32) << 8) + button as u32),
+            EventKind::GamepadButton { .. } => {}
+            EventKind::GamepadAxis { .. } => {
+                return Err(InjectError::Unsupported {
+                    backend: "demo",
+                    what: "gamepad axes",
+                });
+            }
+            EventKind::Wheel { .. } => {
+                return Err(InjectError::Unsupported {
+                    backend: "demo",
+                    what: "the wheel",
+                });
+            }
+            EventKind::Touch { x, y, .. } => self.controls.set_pointer(x as i32, y as i32),
+        }
+        Ok(())
+    }
+}
+
+/// One session's input path: decode and police the bytes, then inject.
+pub struct InputPath {
+    gate: InputGate,
+    injector: Box<dyn Injector>,
+    events: Vec<InputEvent>,
+    failed: u64,
+}
+
+impl std::fmt::Debug for InputPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputPath")
+            .field("injector", &self.injector.name())
+            .field("counters", &self.gate.counters())
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl InputPath {
+    /// A path into `injector` for frames of `width`×`height`.
+    pub fn new(injector: Box<dyn Injector>, width: u32, height: u32) -> Self {
+        let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
+        Self {
+            gate: InputGate::new(GateConfig::new(clamp(width), clamp(height))),
+            injector,
+            events: Vec::new(),
+            failed: 0,
+        }
+    }
+
+    /// Handles one data-channel message received at `now_us`.
+    pub fn handle(&mut self, datagram: &[u8], now_us: u64) {
+        self.events.clear();
+        self.gate.admit(datagram, now_us, &mut self.events);
+        for event in &self.events {
+            if let Err(e) = self.injector.inject(event) {
+                self.failed += 1;
+                // Log the first of each run of failures; the count says the rest.
+                if self.failed.is_power_of_two() {
+                    tracing::warn!(failed = self.failed, "input injection: {e}");
+                }
+            }
+        }
+    }
+
+    /// The gate's counters.
+    pub fn counters(&self) -> GateCounters {
+        self.gate.counters()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use input::KeyCode;
+
+    #[test]
+    fn demo_injector_moves_the_pointer_and_records_keys_and_buttons() {
+        let controls = Arc::new(DemoControls::default());
+        let mut path = InputPath::new(
+            Box::new(DemoInjector::new(controls.clone(), 1280, 720)),
+            1280,
+            720,
+        );
+        let mut bytes = Vec::new();
+        for (seq, kind) in [
+            EventKind::MouseMove { x: 100, y: 200 },
+            EventKind::MouseMoveRel { dx: -150, dy: 10 },
+            EventKind::Button {
+                button: MouseButton::Right,
+                down: true,
+            },
+            EventKind::Key {
+                code: KeyCode::KeyW,
+                down: true,
+            },
+            EventKind::Key {
+                code: KeyCode::KeyW,
+                down: false,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            InputEvent {
+                seq: seq as u32,
+                t_us: 0,
+                kind,
+            }
+            .encode(&mut bytes)
+            .expect("valid");
+        }
+        path.handle(&bytes, 0);
+        assert_eq!(controls.snapshot(), (0, 210, 1 << 2, KeyCode::KeyW as u32));
+        assert_eq!(path.counters().accepted, 5);
+        path.handle(b"garbage", 1);
+        assert_eq!(path.counters().malformed, 1);
+    }
+}
