@@ -2,11 +2,17 @@
 //!
 //! - [`chromium`]: Debian's headless Chromium driven over the DevTools protocol.
 //! - [`stats`]: percentiles and the table/JSON report every bench prints.
+//! - [`lab`]: signaling and a node with the demo title, in process, on loopback.
 //! - [`pipeline`]: the in-process render → I420 → encode benchmark.
+//! - [`predict`]: the pointer predictor against its baselines on motion traces.
+//! - [`e2e`]: glass-to-glass and input-to-photon latency through a real client.
 //!
 //! Boundary: nothing depends on this crate.
 #![deny(missing_docs)]
 
 pub mod chromium;
+pub mod e2e;
+pub mod lab;
 pub mod pipeline;
+pub mod predict;
 pub mod stats;

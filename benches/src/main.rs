@@ -1,7 +1,9 @@
 //! `stratus-bench`: the Stratus benchmark harness. Each subcommand prints a table, or one JSON
 //! object with `--json`; field names are stable.
 
+use benches::e2e::{self, E2eArgs};
 use benches::pipeline::{self, PipelineArgs};
+use benches::predict::{self, PredictArgs};
 use benches::stats::Report;
 use clap::{Parser, Subcommand};
 
@@ -36,6 +38,42 @@ enum Bench {
         #[arg(long, default_value_t = 4000)]
         bitrate_kbps: u32,
     },
+    /// Pointer prediction error of none, linear and kalman at 16–100 ms horizons.
+    Predict {
+        /// A trace file, or a directory of `*.trace` files (default: the synthetic corpus).
+        #[arg(long)]
+        traces: Option<std::path::PathBuf>,
+    },
+    /// Glass-to-glass and input-to-photon latency through a real client, on loopback.
+    E2e {
+        /// Which client plays the stream.
+        #[arg(long, value_enum, default_value = "browser")]
+        client: ClientKind,
+        /// Frame width.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Frame height.
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+        /// Frames per second the node renders.
+        #[arg(long, default_value_t = 60)]
+        fps: u32,
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Key presses for input-to-photon.
+        #[arg(long, default_value_t = 20)]
+        key_presses: u32,
+    },
+}
+
+/// Clients the e2e bench can drive.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ClientKind {
+    /// Debian's headless Chromium playing the browser page.
+    Browser,
+    /// The native winit client.
+    Native,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +99,29 @@ fn main() -> anyhow::Result<()> {
             fps,
             bitrate_kbps,
         })?,
+        Bench::E2e {
+            client,
+            width,
+            height,
+            fps,
+            seconds,
+            key_presses,
+        } => {
+            let args = E2eArgs {
+                width,
+                height,
+                fps,
+                seconds,
+                key_presses,
+            };
+            match client {
+                ClientKind::Browser => e2e::run_browser(&args)?,
+                ClientKind::Native => anyhow::bail!(
+                    "the native client does not exist yet (issue: native thin client); use --client browser"
+                ),
+            }
+        }
+        Bench::Predict { traces } => predict::run(&PredictArgs { traces })?,
     };
     if cli.json {
         println!("{}", report.to_json());

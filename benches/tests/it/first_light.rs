@@ -8,8 +8,6 @@ use capture::offscreen::swatch_rgb;
 use serde_json::Value;
 use server::config::NodeConfig;
 
-use crate::support::Stack;
-
 const INBOUND_VIDEO: &str = r#"(async () => {
   const pc = window.stratus && window.stratus.pc;
   if (!pc) return null;
@@ -32,7 +30,7 @@ fn num(v: &Value, key: &str) -> f64 {
 async fn browser_plays_the_demo_title() {
     let mut config = NodeConfig::loopback("");
     config.video.fps = 30;
-    let stack = Stack::start(config).await;
+    let stack = crate::support::start(config).await;
     let url = format!("http://{}/", stack.addr);
     let mut browser = Chromium::launch(&url, &LaunchOptions::default())
         .await

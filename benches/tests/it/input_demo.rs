@@ -10,8 +10,6 @@ use input::KeyCode;
 use serde_json::{Value, json};
 use server::config::NodeConfig;
 
-use crate::support::Stack;
-
 /// Waits until the decoded frame's input indicator has `want`'s colour (±40 per channel).
 async fn wait_for_indicator(browser: &mut Chromium, want: [u8; 3], what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -42,7 +40,7 @@ async fn wait_for_indicator(browser: &mut Chromium, want: [u8; 3], what: &str) {
 async fn keys_and_buttons_in_the_page_change_the_demo_scene() {
     let mut config = NodeConfig::loopback("");
     config.video.fps = 30;
-    let stack = Stack::start(config).await;
+    let stack = crate::support::start(config).await;
     let mut browser = Chromium::launch(
         &format!("http://{}/", stack.addr),
         &LaunchOptions::default(),

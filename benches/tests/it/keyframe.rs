@@ -21,8 +21,6 @@ use webrtc::peer_connection::{
     RTCIceGatheringState, RTCSessionDescription,
 };
 
-use crate::support::Stack;
-
 /// What the receiver saw of each access unit: its RTP timestamp and whether it was an IDR.
 #[derive(Debug)]
 struct Unit {
@@ -91,7 +89,7 @@ async fn pli_from_the_player_brings_an_idr() {
     config.video.fps = 30;
     config.video.width = 640;
     config.video.height = 360;
-    let stack = Stack::start(config).await;
+    let stack = crate::support::start(config).await;
 
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", stack.addr))
         .await

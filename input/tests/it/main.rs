@@ -2,4 +2,5 @@
 //! server (Xvfb) observed by a real X client window.
 
 mod predict;
+mod uinput;
 mod xtest;

@@ -1,0 +1,213 @@
+//! `stratus-bench e2e --client browser`: glass-to-glass and input-to-photon latency of the
+//! whole product, measured from pixels.
+//!
+//! A signaling service and a node with the demo title run in this process ([`crate::lab`]);
+//! Debian's headless Chromium plays the stream from the browser page. In the page, a
+//! `requestVideoFrameCallback` loop reads the latency code (the epoch ms at which the node
+//! rendered the frame) from every presented frame and subtracts it from the frame's expected
+//! display time: that is glass-to-glass, on one machine and one wall clock. For input-to-photon,
+//! the harness presses keys through Chromium's input pipeline (DevTools `Input` domain); the page
+//! notes each keydown's time and the expected display time of the first frame whose input
+//! indicator shows that key.
+//!
+//! Fields (stable): `glass_to_glass_ms_p50`, `glass_to_glass_ms_p95`, `input_to_photon_ms_p50`,
+//! `fps` (frames presented per second), `decode_ms_mean` (Chromium's `totalDecodeTime` per
+//! frame), `jitter_buffer_ms_mean` (`jitterBufferDelay / jitterBufferEmittedCount`), `freezes`
+//! (`freezeCount`), plus `width`, `height`, `seconds`, `frames`, `samples`, `key_presses`.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use server::config::NodeConfig;
+
+use crate::chromium::{Chromium, LaunchOptions};
+use crate::lab::Lab;
+use crate::stats::{Report, percentile};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct E2eArgs {
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Frames per second the node renders.
+    pub fps: u32,
+    /// How long to measure.
+    pub seconds: u32,
+    /// Key presses for input-to-photon, spread over the run.
+    pub key_presses: u32,
+}
+
+/// The measuring script: installs `window.__lab` with `start(seconds)` and `report()`.
+const LAB_JS: &str = r#"
+(async () => {
+  const { readCode } = await import('/stratus.js');
+  const { KEY_CODES } = await import('/keys.js');
+  const video = document.getElementById('video');
+  const codes = document.createElement('canvas');
+  codes.width = 912; codes.height = 64;
+  const cctx = codes.getContext('2d', { willReadFrequently: true });
+  const ind = document.createElement('canvas');
+  ind.width = 64; ind.height = 64;
+  const ictx = ind.getContext('2d', { willReadFrequently: true });
+  const indicator = (key) => [(key * 37) % 256, (key * 91 + 64) % 256, 32];
+  const lab = { g2g: [], i2p: [], frames: 0, pending: null, keydowns: 0, done: false, t0: 0, t1: 0 };
+  window.addEventListener('keydown', (e) => {
+    const key = KEY_CODES[e.code];
+    if (key !== undefined && !e.repeat) { lab.pending = { key, at: e.timeStamp }; lab.keydowns++; }
+  }, { capture: true });
+  const onFrame = (now, meta) => {
+    lab.frames++;
+    const shown = meta.expectedDisplayTime || now;
+    cctx.drawImage(video, 0, 0, 912, 64, 0, 0, 912, 64);
+    const epoch = readCode(cctx.getImageData(0, 0, 912, 64), 0);
+    if (epoch !== null) lab.g2g.push(performance.timeOrigin + shown - epoch);
+    if (lab.pending) {
+      const h = video.videoHeight;
+      ictx.drawImage(video, 32, h - 96, 64, 64, 0, 0, 64, 64);
+      const d = ictx.getImageData(0, 0, 64, 64).data;
+      const sum = [0, 0, 0];
+      for (let p = 0; p < d.length; p += 4) { sum[0] += d[p]; sum[1] += d[p + 1]; sum[2] += d[p + 2]; }
+      const got = sum.map((v) => v / 4096);
+      const want = indicator(lab.pending.key);
+      if (got.every((v, i) => Math.abs(v - want[i]) <= 40)) {
+        lab.i2p.push(shown - lab.pending.at);
+        lab.pending = null;
+      }
+    }
+    if (performance.now() < lab.t1) video.requestVideoFrameCallback(onFrame); else lab.done = true;
+  };
+  lab.start = (seconds) => {
+    lab.t0 = performance.now();
+    lab.t1 = lab.t0 + seconds * 1000;
+    video.requestVideoFrameCallback(onFrame);
+  };
+  lab.report = () => ({ g2g: lab.g2g, i2p: lab.i2p, frames: lab.frames, keydowns: lab.keydowns,
+                        elapsed_ms: performance.now() - lab.t0, done: lab.done });
+  window.__lab = lab;
+  return true;
+})()
+"#;
+
+const INBOUND_VIDEO: &str = r#"(async () => {
+  const report = await window.stratus.pc.getStats();
+  let out = null;
+  report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') out = s; });
+  return out;
+})()"#;
+
+/// Keys pressed for input-to-photon, in turn; adjacent ones give clearly different indicator
+/// colours.
+const KEYS: &[&str] = &[
+    "KeyA", "KeyS", "KeyD", "KeyF", "KeyJ", "KeyK", "KeyL", "KeyQ",
+];
+
+/// Runs the browser benchmark and returns its report.
+pub fn run_browser(args: &E2eArgs) -> anyhow::Result<Report> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(browser(args))
+}
+
+async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
+    let mut config = NodeConfig::loopback("");
+    config.video.width = args.width;
+    config.video.height = args.height;
+    config.video.fps = args.fps;
+    let lab = Lab::start(config).await?;
+    let mut page = Chromium::launch(
+        &lab.page_url(),
+        &LaunchOptions {
+            window: (args.width, args.height + 80),
+        },
+    )
+    .await?;
+    page.wait_for(
+        "window.stratus && window.stratus.inspectFrame && (window.stratus.inspectFrame() || {}).frameId != null",
+        Duration::from_secs(30),
+        "the first decoded frame",
+    )
+    .await?;
+    // Let the congestion controller and the jitter buffer settle before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    page.eval(LAB_JS)
+        .await
+        .context("install the measuring script")?;
+    let before = page.eval(INBOUND_VIDEO).await?;
+    page.eval(&format!("window.__lab.start({})", args.seconds))
+        .await?;
+
+    let gap = Duration::from_secs_f64(args.seconds as f64 / (args.key_presses.max(1) + 1) as f64);
+    for i in 0..args.key_presses {
+        tokio::time::sleep(gap).await;
+        let code = KEYS[i as usize % KEYS.len()];
+        for kind in ["keyDown", "keyUp"] {
+            page.call(
+                "Input.dispatchKeyEvent",
+                json!({ "type": kind, "code": code }),
+            )
+            .await
+            .context("press a key")?;
+        }
+    }
+    page.wait_for(
+        "window.__lab.done",
+        Duration::from_secs(args.seconds as u64 + 20),
+        "the end of the run",
+    )
+    .await?;
+    let after = page.eval(INBOUND_VIDEO).await?;
+    let lab_report = page.eval("window.__lab.report()").await?;
+    drop(page);
+    drop(lab);
+
+    let list = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let g2g = list(&lab_report["g2g"]);
+    let i2p = list(&lab_report["i2p"]);
+    if g2g.is_empty() {
+        bail!("no frame with a readable latency code was presented: {lab_report}");
+    }
+    let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    let frames = num(&lab_report, "frames");
+    let elapsed_s = num(&lab_report, "elapsed_ms") / 1000.0;
+    let emitted =
+        num(&after, "jitterBufferEmittedCount") - num(&before, "jitterBufferEmittedCount");
+    let jitter_ms = if emitted > 0.0 {
+        1000.0 * (num(&after, "jitterBufferDelay") - num(&before, "jitterBufferDelay")) / emitted
+    } else {
+        0.0
+    };
+    let decoded = num(&after, "framesDecoded") - num(&before, "framesDecoded");
+    let decode_ms = if decoded > 0.0 {
+        1000.0 * (num(&after, "totalDecodeTime") - num(&before, "totalDecodeTime")) / decoded
+    } else {
+        0.0
+    };
+    Ok(Report::default()
+        .field("client", "browser")
+        .field("width", args.width)
+        .field("height", args.height)
+        .field("seconds", args.seconds)
+        .field("glass_to_glass_ms_p50", percentile(&g2g, 50.0))
+        .field("glass_to_glass_ms_p95", percentile(&g2g, 95.0))
+        .field("input_to_photon_ms_p50", percentile(&i2p, 50.0))
+        .field("fps", frames / elapsed_s.max(1e-9))
+        .field("decode_ms_mean", decode_ms)
+        .field("jitter_buffer_ms_mean", jitter_ms)
+        .field(
+            "freezes",
+            num(&after, "freezeCount") - num(&before, "freezeCount"),
+        )
+        .field("frames", frames)
+        .field("samples", g2g.len())
+        .field("key_presses", i2p.len()))
+}
