@@ -23,7 +23,7 @@ struct Params {
 var<immediate> params: Params;
 @group(0) @binding(0) var<storage, read_write> frame: array<u32>;
 
-const PIXELS_PER_INVOCATION: u32 = 4u;
+const PIXELS_PER_INVOCATION: u32 = 16u;
 const CELL_W: u32 = 16u;
 const CELL_H: u32 = 32u;
 const CELLS: u32 = 57u;

@@ -25,7 +25,7 @@ const PUSH_SIZE: u32 = 48;
 /// The scene shader's workgroup edge.
 const GROUP: u32 = 8;
 /// Horizontally adjacent pixels each scene-shader invocation draws.
-const PIXELS_PER_INVOCATION: u32 = 4;
+const PIXELS_PER_INVOCATION: u32 = 16;
 
 /// Geometry of the known-colour swatch: a square of this edge, this far from the bottom-right.
 pub const SWATCH_SIZE: u32 = 192;

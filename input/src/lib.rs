@@ -9,6 +9,16 @@
 //! - [`wire`]: the event types, [`InputEvent::encode`], [`InputEvent::decode`], [`decode_all`].
 //! - [`keys`]: [`KeyCode`], the portable physical key set, with its DOM and X11 mappings.
 //!
+//! The client also predicts where the pointer will be when the frame it causes is shown, and
+//! sends that instead of the raw position:
+//!
+//! - [`predict`]: [`Predictor`], an adaptive Kalman filter, sans-IO (time is an argument), with
+//!   [`Horizon`] (how far ahead: smoothed one-way latency + decode + present) and the
+//!   baselines it is measured against ([`predict::evaluate`]).
+//! - [`trace`]: [`Trace`], the plain-text pointer recording format both clients write
+//!   (documented there), with stop detection.
+//! - [`corpus`]: synthetic traces from a minimum-jerk model of aimed hand movement.
+//!
 //! # Wire format (version 1)
 //!
 //! Every event is a 12-byte header followed by a payload whose size is fixed by the kind tag.
@@ -71,6 +81,8 @@ pub mod trace;
 pub mod wire;
 
 pub use keys::KeyCode;
+pub use predict::{Horizon, PointerPredictor, Predictor, PredictorConfig};
+pub use trace::{Trace, TraceError};
 pub use wire::{
     DecodeAll, DecodeError, EncodeError, EventKind, GAMEPAD_AXES, GAMEPAD_BUTTONS, HEADER_BYTES,
     InputEvent, MAX_EVENT_BYTES, MAX_GAMEPADS, MAX_TIMESTAMP_US, MouseButton, TouchPhase,

@@ -100,11 +100,14 @@ const INPUT_QUEUE: usize = 256;
 async fn read_input_channel(dc: Arc<dyn DataChannel>, tx: mpsc::Sender<bytes::Bytes>) {
     while let Some(ev) = dc.poll().await {
         match ev {
-            DataChannelEvent::OnMessage(msg) => {
-                if tx.try_send(msg.data.freeze()).is_err() && tx.is_closed() {
-                    return;
+            DataChannelEvent::OnMessage(msg) => match tx.try_send(msg.data.freeze()) {
+                Ok(()) => {}
+                // The session is behind; the gate would drop a flood like this anyway.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::debug!("input queue full; a message was dropped");
                 }
-            }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            },
             DataChannelEvent::OnClose => return,
             _ => {}
         }
@@ -333,6 +336,14 @@ async fn negotiate_and_stream(
                 if let Err(e) = res {
                     tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
                 }
+                let now = capture::clock::monotonic_ns();
+                tracing::trace!(
+                    session_id = %sid,
+                    frame_id = frame.frame_id,
+                    encode_ms = frame.encoded_ns.saturating_sub(frame.captured_ns) as f64 / 1e6,
+                    capture_to_packet_ms = now.saturating_sub(frame.captured_ns) as f64 / 1e6,
+                    "frame sent"
+                );
             },
             Some(datagram) = input_rx.recv() => {
                 if let Some(path) = &mut input_path {

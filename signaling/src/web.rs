@@ -34,6 +34,11 @@ pub const FILES: &[WebFile] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../client/web/keys.js"),
     },
+    WebFile {
+        path: "/predict.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../client/web/predict.js"),
+    },
 ];
 
 /// The file served at `path` (`/` is `/index.html`).

@@ -53,10 +53,11 @@ async fn browser_plays_the_demo_title() {
         .await
         .expect("first frame");
 
-    // Decode rate over a 4-second window.
+    // Decode rate over a 5-second window, after a second for the stream to settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let first = browser.eval(INBOUND_VIDEO).await.expect("stats");
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let last = browser.eval(INBOUND_VIDEO).await.expect("stats");
     let frames = num(&last, "framesDecoded");
     let window_s = (num(&last, "timestamp") - num(&first, "timestamp")) / 1000.0;

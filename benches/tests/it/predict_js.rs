@@ -44,6 +44,8 @@ const REPLAY: &str = r#"(async (source, golden, tolerance) => {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_predictor_matches_the_rust_golden_vectors() {
+    // Chromium is heavy; wait for the streaming tests to finish with the machine.
+    let _turn = crate::support::turn().await;
     let golden: Value = serde_json::from_str(VECTORS).expect("golden vectors are json");
     let expected_queries: usize = golden["cases"]
         .as_array()

@@ -1,8 +1,8 @@
 //! Starting a signaling service and a node in-process for a test.
 
+use benches::lab::Lab;
 use server::config::NodeConfig;
-
-pub use benches::lab::Lab;
+use tokio::sync::{Mutex, MutexGuard};
 
 /// Logs for tests (`RUST_LOG` overrides), once per process.
 pub fn init_logging() {
@@ -15,10 +15,36 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Starts the lab for a test, panicking with the reason if it cannot.
-pub async fn start(config: NodeConfig) -> Lab {
+/// Tests that stream video share two cores with the renderer, the encoder and Chromium; run in
+/// parallel they would measure each other. Each holds this for its whole run.
+static STREAMING: Mutex<()> = Mutex::const_new(());
+
+/// A running lab that also holds the streaming lock until dropped.
+pub struct Exclusive {
+    lab: Lab,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Exclusive {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+/// Waits for this test's turn to use the machine alone (for tests that run Chromium without a
+/// lab).
+pub async fn turn() -> MutexGuard<'static, ()> {
+    STREAMING.lock().await
+}
+
+/// Waits for the streaming lock, then starts the lab for a test, panicking with the reason if
+/// it cannot.
+pub async fn start(config: NodeConfig) -> Exclusive {
     init_logging();
-    Lab::start(config)
+    let turn = turn().await;
+    let lab = Lab::start(config)
         .await
-        .expect("start signaling and a node")
+        .expect("start signaling and a node");
+    Exclusive { lab, _turn: turn }
 }
