@@ -3,6 +3,7 @@
 // channel.
 
 import { KEY_CODES } from './keys.js';
+import { Horizon, KalmanPredictor } from './predict.js';
 
 const WIRE_VERSION = 1;
 const TAG = { key: 1, mouseMove: 2, mouseMoveRel: 3, button: 4, wheel: 5, gamepadButton: 6, gamepadAxis: 7, touch: 8 };
@@ -39,12 +40,14 @@ export class InputEncoder {
 
 /**
  * Sends the page's input for `video` on `channel`. Double-click locks the pointer (relative
- * motion for games); otherwise moves are absolute frame pixels, letterboxing accounted for.
- * Returns counters for the stats overlay and tests.
+ * motion for games); otherwise moves are absolute frame pixels, letterboxing accounted for, and
+ * predicted `horizon` ahead by the Kalman predictor so the node renders where the pointer will
+ * be when that frame is shown. Returns counters and the horizon for the stats overlay and tests.
  */
-export function attachInput({ video, channel }) {
+export function attachInput({ video, channel, horizon = new Horizon(10, 5, 8), predict = true }) {
   const enc = new InputEncoder();
-  const counters = { sent: 0, dropped: 0 };
+  const predictor = new KalmanPredictor();
+  const counters = { sent: 0, dropped: 0, predicted: 0, horizon };
   const send = (bytes) => {
     if (channel.readyState === 'open') { channel.send(bytes); counters.sent++; } else { counters.dropped++; }
   };
@@ -69,11 +72,21 @@ export function attachInput({ video, channel }) {
   video.addEventListener('mousemove', (e) => {
     if (locked()) { send(enc.mouseMoveRel(e.movementX, e.movementY)); return; }
     const p = toFrame(e.clientX, e.clientY);
-    if (p) send(enc.mouseMove(p[0], p[1]));
+    if (!p) return;
+    if (!predict) { send(enc.mouseMove(p[0], p[1])); return; }
+    const tUs = Math.round(e.timeStamp * 1000);
+    predictor.observe(tUs, p[0], p[1]);
+    const q = predictor.predict(tUs + horizon.us());
+    const [w, h] = [video.videoWidth, video.videoHeight];
+    send(enc.mouseMove(clamp(Math.round(q.x), 0, w - 1), clamp(Math.round(q.y), 0, h - 1)));
+    counters.predicted++;
   });
   const onButton = (down) => (e) => {
     if (e.button > 4) return;
     e.preventDefault();
+    // A click is where the hand is now, not where it was heading: send the true position and
+    // restart the predictor (a press is a discontinuity in intent).
+    predictor.reset();
     if (!locked()) { const p = toFrame(e.clientX, e.clientY); if (p) send(enc.mouseMove(p[0], p[1])); }
     send(enc.button(e.button, down));
   };

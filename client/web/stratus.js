@@ -6,6 +6,7 @@
 // latency and frame-id codes and the swatch colour from the frame on screen.
 
 import { attachInput } from './input.js';
+import { Horizon } from './predict.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -137,7 +138,7 @@ export function start({ video, status, stats }) {
     const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
     // Reliable and ordered: a lost key-up would leave a key stuck in the game.
     const channel = pc.createDataChannel('input', { ordered: true });
-    state.input = attachInput({ video, channel });
+    state.input = attachInput({ video, channel, horizon });
     // Render each frame as soon as it is decoded.
     if ('jitterBufferTarget' in transceiver.receiver) transceiver.receiver.jitterBufferTarget = 0;
     if ('playoutDelayHint' in transceiver.receiver) transceiver.receiver.playoutDelayHint = 0;
@@ -157,12 +158,20 @@ export function start({ video, status, stats }) {
     return pc;
   }
 
+  // Prediction horizon: one-way latency (half the ICE round trip) + decode + half a display
+  // refresh, refreshed from getStats every second.
+  const horizon = new Horizon(10, 5, 8);
   // Stats overlay, toggled with F2.
   let last = null;
   document.addEventListener('keydown', (e) => { if (e.code === 'F2') stats.classList.toggle('on'); });
   setInterval(async () => {
     if (!pc) return;
     const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined) {
+        horizon.observeOneWayMs(s.currentRoundTripTime * 1000 / 2);
+      }
+    });
     report.forEach((s) => {
       if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
       const now = s.timestamp;
@@ -172,10 +181,14 @@ export function start({ video, status, stats }) {
         fps = (s.framesDecoded - last.framesDecoded) / dt;
         kbps = 8 * (s.bytesReceived - last.bytesReceived) / dt / 1000;
       }
+      const decodeMs = last && s.framesDecoded > last.framesDecoded
+        ? 1000 * (s.totalDecodeTime - last.totalDecodeTime) / (s.framesDecoded - last.framesDecoded) : 5;
+      horizon.setDecodePresentMs(decodeMs, 8);
       last = s;
       stats.textContent = `${s.frameWidth || 0}x${s.frameHeight || 0}  ${fps.toFixed(1)} fps\n` +
         `${kbps.toFixed(0)} kbit/s  lost ${s.packetsLost || 0}\n` +
-        `decoded ${s.framesDecoded || 0}  dropped ${s.framesDropped || 0}`;
+        `decoded ${s.framesDecoded || 0}  dropped ${s.framesDropped || 0}\n` +
+        `prediction ${horizon.ms().toFixed(0)} ms ahead`;
     });
   }, 1000);
 }
