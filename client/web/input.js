@@ -39,6 +39,37 @@ export class InputEncoder {
 }
 
 /**
+ * Records pointer samples in the stratus-trace v1 text format (the `input` crate's `trace`
+ * module documents it), in frame pixels with the page clock in microseconds; the recordings
+ * feed `stratus-bench predict --traces`.
+ */
+export class TraceRecorder {
+  constructor() { this.lines = null; this.buttons = 0; }
+  get recording() { return this.lines !== null; }
+  start() { this.lines = []; }
+  add(tUs, x, y) {
+    if (!this.lines || this.lines.length >= 1000000) return;
+    const last = this.lines.length ? this.lines[this.lines.length - 1].t : 0;
+    const t = Math.max(Math.round(tUs), last);
+    this.lines.push({ t, text: `${t} ${x.toFixed(2)} ${y.toFixed(2)} ${this.buttons}` });
+  }
+  /** The recording so far as trace text. */
+  text() {
+    const header = `# stratus-trace v1 rate_hz=0 source=browser ${navigator.userAgent.replace(/\s+/g, ' ')}`;
+    return [header, ...(this.lines || []).map((l) => l.text)].join('\n') + '\n';
+  }
+  /** Stops and offers the recording as a download. */
+  stopAndSave() {
+    const blob = new Blob([this.text()], { type: 'text/plain' });
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = `stratus-${new Date().toISOString().replace(/[:.]/g, '-')}.trace`;
+    a.click();
+    this.lines = null;
+  }
+}
+
+/**
  * Sends the page's input for `video` on `channel`. Double-click locks the pointer (relative
  * motion for games); otherwise moves are absolute frame pixels, letterboxing accounted for, and
  * predicted `horizon` ahead by the Kalman predictor so the node renders where the pointer will
@@ -47,7 +78,8 @@ export class InputEncoder {
 export function attachInput({ video, channel, horizon = new Horizon(10, 5, 8), predict = true }) {
   const enc = new InputEncoder();
   const predictor = new KalmanPredictor();
-  const counters = { sent: 0, dropped: 0, predicted: 0, horizon };
+  const recorder = new TraceRecorder();
+  const counters = { sent: 0, dropped: 0, predicted: 0, horizon, recorder };
   const send = (bytes) => {
     if (channel.readyState === 'open') { channel.send(bytes); counters.sent++; } else { counters.dropped++; }
   };
@@ -62,6 +94,12 @@ export function attachInput({ video, channel, horizon = new Horizon(10, 5, 8), p
   const locked = () => document.pointerLockElement === video;
 
   const onKey = (down) => (e) => {
+    // F9 starts a pointer recording, and a second F9 saves it (not sent to the game).
+    if (e.code === 'F9') {
+      if (down) { if (recorder.recording) recorder.stopAndSave(); else recorder.start(); }
+      e.preventDefault();
+      return;
+    }
     const code = KEY_CODES[e.code];
     if (code === undefined || e.repeat) return;
     if (e.code !== 'F2') e.preventDefault();
@@ -73,6 +111,14 @@ export function attachInput({ video, channel, horizon = new Horizon(10, 5, 8), p
     if (locked()) { send(enc.mouseMoveRel(e.movementX, e.movementY)); return; }
     const p = toFrame(e.clientX, e.clientY);
     if (!p) return;
+    if (recorder.recording) {
+      // Every sample the browser saw, not only the ones it dispatched.
+      const all = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
+      for (const c of all.length ? all : [e]) {
+        const q = toFrame(c.clientX, c.clientY);
+        if (q) recorder.add(c.timeStamp * 1000, q[0], q[1]);
+      }
+    }
     if (!predict) { send(enc.mouseMove(p[0], p[1])); return; }
     const tUs = Math.round(e.timeStamp * 1000);
     predictor.observe(tUs, p[0], p[1]);
@@ -87,6 +133,7 @@ export function attachInput({ video, channel, horizon = new Horizon(10, 5, 8), p
     // A click is where the hand is now, not where it was heading: send the true position and
     // restart the predictor (a press is a discontinuity in intent).
     predictor.reset();
+    recorder.buttons = e.buttons;
     if (!locked()) { const p = toFrame(e.clientX, e.clientY); if (p) send(enc.mouseMove(p[0], p[1])); }
     send(enc.button(e.button, down));
   };
