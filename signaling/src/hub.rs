@@ -156,9 +156,11 @@ impl Hub {
         Ok((session_id, node_id))
     }
 
-    /// Forwards the client's offer to the session's node.
-    pub fn client_offer(&self, session_id: &str, sdp: String) -> Result<(), ErrorCode> {
-        let state = self.lock();
+    /// A session and the node serving it.
+    fn node_of<'a>(
+        state: &'a State,
+        session_id: &str,
+    ) -> Result<(&'a SessionEntry, &'a NodeEntry), ErrorCode> {
         let session = state
             .sessions
             .get(session_id)
@@ -167,6 +169,13 @@ impl Hub {
             .nodes
             .get(&session.node_id)
             .ok_or(ErrorCode::NodeLost)?;
+        Ok((session, node))
+    }
+
+    /// Forwards the client's offer to the session's node.
+    pub fn client_offer(&self, session_id: &str, sdp: String) -> Result<(), ErrorCode> {
+        let state = self.lock();
+        let (session, node) = Self::node_of(&state, session_id)?;
         deliver(
             &node.outbox,
             ServerMsg::StartSession {
@@ -181,14 +190,7 @@ impl Hub {
     /// Forwards a client's ICE candidate to the session's node.
     pub fn client_ice(&self, session_id: &str, candidate: IceCandidate) -> Result<(), ErrorCode> {
         let state = self.lock();
-        let session = state
-            .sessions
-            .get(session_id)
-            .ok_or(ErrorCode::UnknownSession)?;
-        let node = state
-            .nodes
-            .get(&session.node_id)
-            .ok_or(ErrorCode::NodeLost)?;
+        let (_, node) = Self::node_of(&state, session_id)?;
         deliver(
             &node.outbox,
             ServerMsg::Ice {
