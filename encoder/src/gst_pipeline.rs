@@ -94,8 +94,11 @@ impl Encoder {
             .format(gst::Format::Time)
             .do_timestamp(false)
             .block(false)
-            .max_buffers(4)
-            .leaky_type(gst_app::AppLeakyType::Upstream)
+            // One frame of queue, and the oldest goes when a newer one arrives: an encoder that
+            // falls behind skips frames instead of adding a frame interval of latency per
+            // queued frame.
+            .max_buffers(1)
+            .leaky_type(gst_app::AppLeakyType::Downstream)
             .build();
         let element = gst::ElementFactory::make(profile.element)
             .build()
@@ -193,8 +196,8 @@ impl Encoder {
         &self.config
     }
 
-    /// Queues a frame for encoding. Never blocks: if the encoder is behind, the oldest queued
-    /// frame is dropped.
+    /// Queues a frame for encoding. Never blocks: if the encoder is still busy with the previous
+    /// frame, a frame still waiting for it is dropped in favour of this newer one.
     pub fn push(&self, frame: &Frame) -> Result<(), EncoderError> {
         let (w, h) = (self.config.width, self.config.height);
         let expected_len = PixelFormat::I420.frame_len(w, h);
