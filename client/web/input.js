@@ -100,9 +100,11 @@ export function attachInput({ video, channel, horizon = new Horizon(10, 5, 8), p
       e.preventDefault();
       return;
     }
+    // F2 (stats overlay) is the page's own hotkey too; it is not sent to the game.
+    if (e.code === 'F2') return;
     const code = KEY_CODES[e.code];
     if (code === undefined || e.repeat) return;
-    if (e.code !== 'F2') e.preventDefault();
+    e.preventDefault();
     send(enc.key(code, down));
   };
   window.addEventListener('keydown', onKey(true));
