@@ -205,9 +205,9 @@ async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
         .field("jitter_buffer_ms_mean", jitter_ms)
         .field(
             "freezes",
-            num(&after, "freezeCount") - num(&before, "freezeCount"),
+            (num(&after, "freezeCount") - num(&before, "freezeCount")) as u64,
         )
-        .field("frames", frames)
+        .field("frames", frames as u64)
         .field("samples", g2g.len())
         .field("key_presses", i2p.len()))
 }
