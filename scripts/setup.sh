@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  pkg-config build-essential
+  pkg-config build-essential clang libclang-dev
   # GStreamer 1.22 (encode, decode, test sources) and libx264
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good

@@ -5,6 +5,7 @@
 //! - [`lab`]: signaling and a node with the demo title, in process, on loopback.
 //! - [`pipeline`]: the in-process render → I420 → encode benchmark.
 //! - [`predict`]: the pointer predictor against its baselines on motion traces.
+//! - [`encode`]: our ROI encoder element against stock x264enc.
 //! - [`e2e`]: glass-to-glass and input-to-photon latency through a real client.
 //!
 //! Boundary: nothing depends on this crate.
@@ -12,6 +13,7 @@
 
 pub mod chromium;
 pub mod e2e;
+pub mod encode;
 pub mod lab;
 pub mod pipeline;
 pub mod predict;

@@ -1,7 +1,9 @@
 //! `stratus-bench`: the Stratus benchmark harness. Each subcommand prints a table, or one JSON
 //! object with `--json`; field names are stable.
 
+use anyhow::Context;
 use benches::e2e::{self, E2eArgs};
+use benches::encode::{self, EncodeArgs};
 use benches::pipeline::{self, PipelineArgs};
 use benches::predict::{self, PredictArgs};
 use benches::stats::Report;
@@ -43,6 +45,15 @@ enum Bench {
         /// A trace file, or a directory of `*.trace` files (default: the synthetic corpus).
         #[arg(long)]
         traces: Option<std::path::PathBuf>,
+    },
+    /// Our ROI encoder element against stock x264enc: speed, ROI quality, rate accuracy.
+    Encode {
+        /// Frames per sequence.
+        #[arg(long, default_value_t = 120)]
+        frames: u32,
+        /// Only this size (`WIDTHxHEIGHT`); both 1280x720 and 1920x1080 by default.
+        #[arg(long)]
+        size: Option<String>,
     },
     /// Glass-to-glass and input-to-photon latency through a real client, on loopback.
     E2e {
@@ -122,6 +133,29 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Bench::Predict { traces } => predict::run(&PredictArgs { traces })?,
+        Bench::Encode { frames, size } => {
+            let mut args = EncodeArgs {
+                frames,
+                ..EncodeArgs::default()
+            };
+            if let Some(size) = size {
+                let (w, h) = size
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                    .with_context(|| format!("--size {size:?} is not WIDTHxHEIGHT"))?;
+                args.sizes = vec![(w, h)];
+            }
+            let runs = encode::run(&args)?;
+            if cli.json {
+                let rows: Vec<_> = runs.iter().map(Report::to_json).collect();
+                println!("{}", serde_json::json!({ "runs": rows }));
+            } else {
+                for run in &runs {
+                    println!("{}", run.to_table());
+                }
+            }
+            return Ok(());
+        }
     };
     if cli.json {
         println!("{}", report.to_json());

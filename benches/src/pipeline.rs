@@ -45,7 +45,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<Report> {
         let start = Instant::now();
         let (frame, timings) = renderer.render().context("render a frame")?;
         let pushed = Instant::now();
-        encoder.push(&frame).context("encode a frame")?;
+        encoder.push(&frame, &[]).context("encode a frame")?;
         encoder
             .pull(Duration::from_secs(2))
             .context("encode a frame")?

@@ -8,11 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use capture::{Frame, PixelFormat};
 use gstreamer as gst;
+use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use crate::profiles::{self, BitrateUnit, EncoderProfile};
+use crate::roi::Roi;
 use crate::{EncodedFrame, EncoderConfig, EncoderError, EncoderInfo};
 
 /// Frames pushed but not yet pulled before the oldest are forgotten (a stuck encoder must not
@@ -58,6 +60,8 @@ impl Encoder {
     /// Builds and starts the pipeline for `config`.
     pub fn open(config: EncoderConfig) -> Result<Self, EncoderError> {
         gst::init().map_err(|e| EncoderError::Init(e.to_string()))?;
+        crate::x264::register()
+            .map_err(|e| EncoderError::Init(format!("cannot register stratusx264enc: {e}")))?;
         validate(&config)?;
         let profile = profiles::select(
             &config.prefer,
@@ -107,14 +111,10 @@ impl Encoder {
                 message: e.to_string(),
             })?;
         for (name, value) in profile.properties {
-            if element.find_property(name).is_some() {
-                element.set_property_from_str(name, value);
-            }
+            set_from_str(&element, name, value);
         }
-        if let Some(gop) = profile.gop_property
-            && element.find_property(gop).is_some()
-        {
-            element.set_property_from_str(gop, &config.keyframe_interval.to_string());
+        if let Some(gop) = profile.gop_property {
+            set_from_str(&element, gop, &config.keyframe_interval.to_string());
         }
         let enc_caps = gst::ElementFactory::make("capsfilter")
             .property(
@@ -198,7 +198,7 @@ impl Encoder {
 
     /// Queues a frame for encoding. Never blocks: if the encoder is still busy with the previous
     /// frame, a frame still waiting for it is dropped in favour of this newer one.
-    pub fn push(&self, frame: &Frame) -> Result<(), EncoderError> {
+    pub fn push(&self, frame: &Frame, rois: &[Roi]) -> Result<(), EncoderError> {
         let (w, h) = (self.config.width, self.config.height);
         let expected_len = PixelFormat::I420.frame_len(w, h);
         if frame.format != PixelFormat::I420
@@ -236,6 +236,15 @@ impl Encoder {
             buffer.set_duration(gst::ClockTime::from_nseconds(
                 1_000_000_000 / self.config.fps as u64,
             ));
+            if self.config.roi {
+                for roi in rois {
+                    crate::x264::add_roi_meta(
+                        buffer,
+                        (roi.x, roi.y, roi.width, roi.height),
+                        roi.quality as i32,
+                    );
+                }
+            }
         }
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -362,6 +371,22 @@ impl Encoder {
 impl Drop for Encoder {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Sets a property from its string form if the element has it and the value parses; logs and
+/// skips otherwise. (glib's own `set_property_from_str` panics on a bad value, and hardware
+/// plugins differ between versions.)
+fn set_from_str(element: &gst::Element, name: &str, value: &str) {
+    let Some(pspec) = element.find_property(name) else {
+        tracing::debug!(element = %element.name(), name, "encoder has no such property; skipped");
+        return;
+    };
+    match glib::Value::deserialize_with_pspec(value, &pspec) {
+        Ok(v) => element.set_property_from_value(name, &v),
+        Err(_) => {
+            tracing::warn!(element = %element.name(), name, value, "encoder refused a property value; skipped")
+        }
     }
 }
 

@@ -5,11 +5,17 @@
 //! lookahead, constrained-baseline output that every browser decodes, SPS/PPS before every IDR,
 //! one access unit per output buffer.
 //!
+//! Regions of interest ([`roi`]) travel with each frame as `GstVideoRegionOfInterestMeta`; the
+//! elements that honour it spend more bits there at the same bitrate. Among software encoders
+//! that is ours, `stratusx264enc` ([`x264`]: libx264 with per-macroblock quant offsets),
+//! registered in-process and preferred over stock `x264enc`.
+//!
 //! ```no_run
 //! use encoder::{Encoder, EncoderConfig};
 //! # fn demo(frame: capture::Frame) -> Result<(), encoder::EncoderError> {
 //! let enc = Encoder::open(EncoderConfig::new(1280, 720, 60, 4000))?;
-//! enc.push(&frame)?;
+//! let rois = encoder::roi::RoiPolicy::new(1280, 720).regions(Some((640, 360)));
+//! enc.push(&frame, &rois)?;
 //! if let Some(out) = enc.pull(std::time::Duration::from_millis(100))? {
 //!     println!("frame {} -> {} bytes, key={}", out.frame_id, out.au.len(), out.keyframe);
 //! }
@@ -26,8 +32,11 @@
 
 mod gst_pipeline;
 pub mod profiles;
+pub mod roi;
+pub mod x264;
 
 pub use gst_pipeline::Encoder;
+pub use roi::{Roi, RoiPolicy};
 
 use bytes::Bytes;
 

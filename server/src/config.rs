@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 /// Video settings for every session of this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VideoConfig {
     /// Frame width in pixels (multiple of 8).
     pub width: u32,
@@ -19,6 +19,13 @@ pub struct VideoConfig {
     pub max_kbps: u32,
     /// Encoder element names to try first.
     pub prefer_encoders: Vec<String>,
+    /// Region-of-interest encoding around the player's pointer (centre of the frame when there
+    /// is none), where the encoder honours it.
+    pub roi: bool,
+    /// Quality change inside the region, QP steps (negative = better).
+    pub roi_quality: i8,
+    /// Region edge as a fraction of the frame's shorter side.
+    pub roi_size: f32,
 }
 
 impl Default for VideoConfig {
@@ -31,12 +38,15 @@ impl Default for VideoConfig {
             min_kbps: 300,
             max_kbps: 12_000,
             prefer_encoders: Vec::new(),
+            roi: true,
+            roi_quality: encoder::roi::DEFAULT_QUALITY,
+            roi_size: encoder::roi::DEFAULT_SIZE_FRACTION,
         }
     }
 }
 
 /// Everything a node needs to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
     /// WebSocket URL of the signaling service's node endpoint, e.g. `ws://127.0.0.1:8080/ws/node`.
     pub signaling_url: String,

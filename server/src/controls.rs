@@ -2,6 +2,7 @@
 //! (data channel bytes → [`InputGate`] → [`Injector`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use capture::offscreen::DemoControls;
 use input::gate::{GateConfig, GateCounters, InputGate};
@@ -76,12 +77,40 @@ impl Injector for DemoInjector {
     }
 }
 
+/// Where the player's pointer is, as far as the node knows: the region-of-interest hint.
+#[derive(Debug, Default)]
+pub struct PointerHint {
+    x: AtomicI32,
+    y: AtomicI32,
+    known: AtomicBool,
+}
+
+impl PointerHint {
+    /// The last pointer position in frame pixels, if any input has said.
+    pub fn get(&self) -> Option<(i32, i32)> {
+        self.known.load(Ordering::Relaxed).then(|| {
+            (
+                self.x.load(Ordering::Relaxed),
+                self.y.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Records a pointer position in frame pixels.
+    pub fn set(&self, x: i32, y: i32) {
+        self.x.store(x, Ordering::Relaxed);
+        self.y.store(y, Ordering::Relaxed);
+        self.known.store(true, Ordering::Relaxed);
+    }
+}
+
 /// One session's input path: decode and police the bytes, then inject.
 pub struct InputPath {
     gate: InputGate,
     injector: Box<dyn Injector>,
     events: Vec<InputEvent>,
     failed: u64,
+    hint: Arc<PointerHint>,
 }
 
 impl std::fmt::Debug for InputPath {
@@ -95,14 +124,20 @@ impl std::fmt::Debug for InputPath {
 }
 
 impl InputPath {
-    /// A path into `injector` for frames of `width`×`height`.
-    pub fn new(injector: Box<dyn Injector>, width: u32, height: u32) -> Self {
+    /// A path into `injector` for frames of `width`×`height`, keeping `hint` at the pointer.
+    pub fn new(
+        injector: Box<dyn Injector>,
+        width: u32,
+        height: u32,
+        hint: Arc<PointerHint>,
+    ) -> Self {
         let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
         Self {
             gate: InputGate::new(GateConfig::new(clamp(width), clamp(height))),
             injector,
             events: Vec::new(),
             failed: 0,
+            hint,
         }
     }
 
@@ -110,7 +145,24 @@ impl InputPath {
     pub fn handle(&mut self, datagram: &[u8], now_us: u64) {
         self.events.clear();
         self.gate.admit(datagram, now_us, &mut self.events);
+        let (w, h) = (
+            self.gate.config().width as i32,
+            self.gate.config().height as i32,
+        );
         for event in &self.events {
+            match event.kind {
+                EventKind::MouseMove { x, y } | EventKind::Touch { x, y, .. } => {
+                    self.hint.set(x as i32, y as i32)
+                }
+                EventKind::MouseMoveRel { dx, dy } => {
+                    let (x, y) = self.hint.get().unwrap_or((w / 2, h / 2));
+                    self.hint.set(
+                        (x + dx as i32).clamp(0, (w - 1).max(0)),
+                        (y + dy as i32).clamp(0, (h - 1).max(0)),
+                    );
+                }
+                _ => {}
+            }
             if let Err(e) = self.injector.inject(event) {
                 self.failed += 1;
                 // Log the first of each run of failures; the count says the rest.
@@ -135,11 +187,14 @@ mod tests {
     #[test]
     fn demo_injector_moves_the_pointer_and_records_keys_and_buttons() {
         let controls = Arc::new(DemoControls::default());
+        let hint = Arc::new(PointerHint::default());
         let mut path = InputPath::new(
             Box::new(DemoInjector::new(controls.clone(), 1280, 720)),
             1280,
             720,
+            hint.clone(),
         );
+        assert_eq!(hint.get(), None);
         let mut bytes = Vec::new();
         for (seq, kind) in [
             EventKind::MouseMove { x: 100, y: 200 },
@@ -170,6 +225,11 @@ mod tests {
         }
         path.handle(&bytes, 0);
         assert_eq!(controls.snapshot(), (0, 210, 1 << 2, KeyCode::KeyW as u32));
+        assert_eq!(
+            hint.get(),
+            Some((0, 210)),
+            "the ROI hint follows the pointer"
+        );
         assert_eq!(path.counters().accepted, 5);
         path.handle(b"garbage", 1);
         assert_eq!(path.counters().malformed, 1);

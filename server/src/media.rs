@@ -12,7 +12,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use capture::Source;
+use encoder::roi::RoiPolicy;
 use encoder::{EncodedFrame, Encoder};
+
+use crate::controls::PointerHint;
 use tokio::sync::mpsc;
 
 /// How long the output thread waits for a frame before checking whether to stop.
@@ -41,10 +44,12 @@ pub struct MediaPipeline {
 impl MediaPipeline {
     /// Starts the threads. Encoded frames go to `out`; when the path fails, `out` closes and
     /// [`MediaPipeline::failure`] says why.
+    /// With `roi`, every frame carries the policy's regions around the pointer `hint`.
     pub fn start(
         mut source: Box<dyn Source>,
         encoder: Arc<Encoder>,
         out: mpsc::Sender<EncodedFrame>,
+        roi: Option<(RoiPolicy, Arc<PointerHint>)>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
@@ -85,7 +90,11 @@ impl MediaPipeline {
                             capture_ms = now.saturating_sub(frame.captured_ns) as f64 / 1e6,
                             "frame captured"
                         );
-                        if let Err(e) = encoder.push(&frame) {
+                        let rois = roi
+                            .as_ref()
+                            .map(|(policy, hint)| policy.regions(hint.get()))
+                            .unwrap_or_default();
+                        if let Err(e) = encoder.push(&frame, &rois) {
                             return fail(format!("the encoder refused a frame: {e}"));
                         }
                     }

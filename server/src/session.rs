@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capture::offscreen::DemoSource;
+use encoder::roi::RoiPolicy;
 use encoder::{EncodedFrame, Encoder, EncoderConfig};
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
@@ -27,7 +28,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::config::VideoConfig;
-use crate::controls::{DemoInjector, InputPath};
+use crate::controls::{DemoInjector, InputPath, PointerHint};
 use crate::media::MediaPipeline;
 use crate::peer::{self, RateBounds};
 
@@ -262,6 +263,8 @@ async fn negotiate_and_stream(
     let mut media: Option<(MediaPipeline, Arc<Encoder>)> = None;
     let (input_tx, mut input_rx) = mpsc::channel::<bytes::Bytes>(INPUT_QUEUE);
     let mut input_path: Option<InputPath> = None;
+    // The player's pointer, for region-of-interest encoding.
+    let hint = Arc::new(PointerHint::default());
     let mut input_tasks = Vec::new();
     let mut payload_type = peer::H264_PAYLOAD_TYPE;
     let mut last_keyframe_request = Instant::now() - MIN_KEYFRAME_GAP;
@@ -286,10 +289,10 @@ async fn negotiate_and_stream(
                         tracing::info!(session_id = %sid, "player connected; starting the title");
                         payload_type = negotiated_payload_type(&sender).await.unwrap_or(payload_type);
                         let Some(tx) = frame_tx.take() else { break "internal: media started twice".into() };
-                        match start_media(&v, tx).await {
+                        match start_media(&v, tx, hint.clone()).await {
                             Ok((pipeline, encoder, controls)) => {
                                 let injector = DemoInjector::new(controls, v.width, v.height);
-                                input_path = Some(InputPath::new(Box::new(injector), v.width, v.height));
+                                input_path = Some(InputPath::new(Box::new(injector), v.width, v.height, hint.clone()));
                                 media = Some((pipeline, encoder));
                             }
                             Err(e) => break e,
@@ -436,6 +439,7 @@ async fn negotiated_payload_type(
 async fn start_media(
     v: &VideoConfig,
     out: mpsc::Sender<EncodedFrame>,
+    hint: Arc<PointerHint>,
 ) -> Result<
     (
         MediaPipeline,
@@ -450,10 +454,17 @@ async fn start_media(
             .map_err(|e| format!("cannot start the demo title: {e}"))?;
         let mut config = EncoderConfig::new(v.width, v.height, v.fps, v.start_kbps);
         config.prefer = v.prefer_encoders.clone();
+        config.roi = v.roi;
         let encoder = Arc::new(Encoder::open(config).map_err(|e| format!("cannot open the encoder: {e}"))?);
         tracing::info!(title = %capture::Source::describe(&source), encoder = ?encoder.describe(), "media path ready");
         let controls = source.controls();
-        let pipeline = MediaPipeline::start(Box::new(source), encoder.clone(), out)
+        let roi = v.roi.then(|| {
+            let mut policy = RoiPolicy::new(v.width, v.height);
+            policy.quality = v.roi_quality;
+            policy.size_fraction = v.roi_size;
+            (policy, hint)
+        });
+        let pipeline = MediaPipeline::start(Box::new(source), encoder.clone(), out, roi)
             .map_err(|e| format!("cannot start the media threads: {e}"))?;
         Ok((pipeline, encoder, controls))
     })

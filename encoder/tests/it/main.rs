@@ -9,6 +9,11 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+mod common;
+mod x264;
+
+use common::nal_types;
+
 const W: u32 = 320;
 const H: u32 = 240;
 
@@ -37,31 +42,24 @@ fn frame(id: u64) -> Frame {
 }
 
 fn encode(enc: &Encoder, id: u64) -> EncodedFrame {
-    enc.push(&frame(id)).expect("push");
+    enc.push(&frame(id), &[]).expect("push");
     enc.pull(Duration::from_secs(5))
         .expect("pull")
         .expect("one access unit per frame")
 }
 
-/// NAL unit types in an Annex-B access unit.
-fn nal_types(au: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
-    let mut i = 0;
-    while i + 3 < au.len() {
-        if au[i] == 0 && au[i + 1] == 0 && au[i + 2] == 1 {
-            types.push(au[i + 3] & 0x1f);
-            i += 3;
-        }
-        i += 1;
-    }
-    types
-}
-
 #[test]
 fn access_units_decode_at_the_right_size() {
-    let enc = Encoder::open(EncoderConfig::new(W, H, 30, 1000)).expect("open");
+    access_units_decode_with("x264enc");
+    access_units_decode_with("stratusx264enc");
+}
+
+fn access_units_decode_with(element: &str) {
+    let mut config = EncoderConfig::new(W, H, 30, 1000);
+    config.prefer = vec![element.into()];
+    let enc = Encoder::open(config).expect("open");
     let info = enc.describe();
-    assert_eq!(info.element, "x264enc");
+    assert_eq!(info.element, element);
     assert!(!info.hardware);
     let aus: Vec<EncodedFrame> = (0..30).map(|i| encode(&enc, i)).collect();
     assert!(aus[0].keyframe, "the stream starts with an IDR");
@@ -166,11 +164,11 @@ fn bad_frames_and_configs_are_errors() {
     let enc = Encoder::open(EncoderConfig::new(W, H, 30, 1000)).expect("open");
     let mut wrong = frame(0);
     wrong.width = 640;
-    let err = enc.push(&wrong).expect_err("size mismatch");
+    let err = enc.push(&wrong, &[]).expect_err("size mismatch");
     assert!(err.to_string().contains("320x240"), "{err}");
     let mut short = frame(1);
     short.data = short.data.slice(..100);
-    assert!(enc.push(&short).is_err(), "short data");
+    assert!(enc.push(&short, &[]).is_err(), "short data");
     // The encoder still works after refusing bad frames.
     assert!(encode(&enc, 2).keyframe);
 }
@@ -180,5 +178,19 @@ fn preferring_a_missing_encoder_falls_back() {
     let mut config = EncoderConfig::new(W, H, 30, 1000);
     config.prefer = vec!["nvh264enc".into()];
     let enc = Encoder::open(config).expect("falls back to software");
-    assert_eq!(enc.describe().element, "x264enc");
+    // No GPU here: the best software encoder is ours, which honours ROI.
+    let info = enc.describe();
+    assert_eq!(info.element, "stratusx264enc");
+    assert!(
+        !info.hardware && !info.roi_supported,
+        "ROI is off unless configured"
+    );
+    let mut config = EncoderConfig::new(W, H, 30, 1000);
+    config.roi = true;
+    assert!(
+        Encoder::open(config)
+            .expect("open")
+            .describe()
+            .roi_supported
+    );
 }
