@@ -47,6 +47,15 @@ struct Cli {
     /// Encoder element to prefer, e.g. x264enc (repeatable).
     #[arg(long = "encoder")]
     encoders: Vec<String>,
+    /// Turn region-of-interest encoding off (on by default where the encoder honours it).
+    #[arg(long)]
+    no_roi: bool,
+    /// Quality change inside the region of interest, in QP steps (negative = better).
+    #[arg(long, default_value_t = encoder::roi::DEFAULT_QUALITY, allow_negative_numbers = true)]
+    roi_quality: i8,
+    /// Region edge as a fraction of the frame's shorter side.
+    #[arg(long, default_value_t = encoder::roi::DEFAULT_SIZE_FRACTION)]
+    roi_size: f32,
 }
 
 #[tokio::main]
@@ -64,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
         fps: cli.fps,
         start_kbps: cli.bitrate_kbps,
         prefer_encoders: cli.encoders,
+        roi: !cli.no_roi,
+        roi_quality: cli.roi_quality,
+        roi_size: cli.roi_size,
         ..VideoConfig::default()
     };
     let mut config = NodeConfig {
