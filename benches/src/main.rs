@@ -54,6 +54,12 @@ enum Bench {
         /// Only this size (`WIDTHxHEIGHT`); both 1280x720 and 1920x1080 by default.
         #[arg(long)]
         size: Option<String>,
+        /// The sequence: `texture` (game-like detail and noise) or `demo` (the smooth demo title).
+        #[arg(long, value_enum, default_value = "texture")]
+        content: ContentKind,
+        /// Frame rate of the sequence (the encoders' rate control sees it).
+        #[arg(long, default_value_t = 60)]
+        fps: u32,
     },
     /// Glass-to-glass and input-to-photon latency through a real client, on loopback.
     E2e {
@@ -76,6 +82,15 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         key_presses: u32,
     },
+}
+
+/// Sequences the encode bench can use.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ContentKind {
+    /// A scrolling texture with fine detail and temporal noise.
+    Texture,
+    /// The demo title.
+    Demo,
 }
 
 /// Clients the e2e bench can drive.
@@ -133,9 +148,20 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Bench::Predict { traces } => predict::run(&PredictArgs { traces })?,
-        Bench::Encode { frames, size } => {
+        Bench::Encode {
+            frames,
+            size,
+            content,
+            fps,
+        } => {
+            let content = match content {
+                ContentKind::Texture => encode::Content::Texture,
+                ContentKind::Demo => encode::Content::Demo,
+            };
             let mut args = EncodeArgs {
                 frames,
+                content,
+                fps,
                 ..EncodeArgs::default()
             };
             if let Some(size) = size {

@@ -6,6 +6,8 @@
 //! - [`offscreen::DemoSource`]: the built-in demo title, an offscreen Vulkan renderer that
 //!   needs no window (Mesa's lavapipe runs it on any CPU). It draws the latency code and a
 //!   frame-id code so any receiver can tell which frame it shows and when it was made.
+//! - [`synthetic::TexturedScene`]: a textured, noisy, scrolling sequence computed on the CPU,
+//!   for encoder tests and benchmarks that need game-like content.
 //!
 //! Pixels are converted RGBA → I420 on the GPU ([`convert`]) before they are read back, so a
 //! frame crosses to the CPU as 1.5 bytes a pixel.
@@ -25,6 +27,7 @@ pub mod clock;
 pub mod convert;
 mod frame;
 pub mod offscreen;
+pub mod synthetic;
 pub mod vk;
 
 pub use frame::{Frame, PixelFormat, Plane};
