@@ -30,6 +30,9 @@ fn num(v: &Value, key: &str) -> f64 {
 async fn browser_plays_the_demo_title() {
     let mut config = NodeConfig::loopback("");
     config.video.fps = 30;
+    // Our ROI element, with the regions on: its output must play in a browser.
+    config.video.prefer_encoders = vec![encoder::x264::ELEMENT_NAME.into()];
+    config.video.roi = true;
     let stack = crate::support::start(config).await;
     let url = format!("http://{}/", stack.addr);
     let mut browser = Chromium::launch(&url, &LaunchOptions::default())
