@@ -29,6 +29,12 @@ impl DemoInjector {
     }
 }
 
+/// The key code the demo title shows for a gamepad button: above the keyboard's range, with
+/// distinct low bits (the indicator's colour depends on them) for every pad and button.
+pub fn gamepad_key(pad: u8, button: u8) -> u32 {
+    0x1000 | ((pad as u32) << 5) | (button as u32 + 1)
+}
+
 fn button_bit(button: MouseButton) -> u32 {
     1 << (button as u32)
 }
@@ -54,10 +60,10 @@ impl Injector for DemoInjector {
             EventKind::Key { code, down: true } => self.controls.set_key(code as u32),
             EventKind::Key { down: false, .. } => {}
             // A gamepad button shows as a key code above the keyboard's range, so the indicator
-            // proves it arrived.
-            EventKind::GamepadButton { pad, button, value } if value > 0 => self
-                .controls
-                .set_key(0x1000 + ((pad as u32) << 8) + button as u32),
+            // proves it arrived; see `gamepad_key`.
+            EventKind::GamepadButton { pad, button, value } if value > 0 => {
+                self.controls.set_key(gamepad_key(pad, button))
+            }
             EventKind::GamepadButton { .. } => {}
             EventKind::GamepadAxis { .. } => {
                 return Err(InjectError::Unsupported {
@@ -231,6 +237,26 @@ mod tests {
             "the ROI hint follows the pointer"
         );
         assert_eq!(path.counters().accepted, 5);
+        let mut pad = Vec::new();
+        let press = EventKind::GamepadButton {
+            pad: 0,
+            button: 0,
+            value: 65535,
+        };
+        InputEvent {
+            seq: 9,
+            t_us: 0,
+            kind: press,
+        }
+        .encode(&mut pad)
+        .expect("valid");
+        path.handle(&pad, 1);
+        assert_eq!(controls.snapshot().3, gamepad_key(0, 0));
+        assert_ne!(
+            capture::offscreen::indicator_rgb(gamepad_key(0, 0), 0),
+            capture::offscreen::indicator_rgb(0, 0),
+            "a gamepad button changes the indicator"
+        );
         path.handle(b"garbage", 1);
         assert_eq!(path.counters().malformed, 1);
     }
