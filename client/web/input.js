@@ -36,6 +36,66 @@ export class InputEncoder {
   wheel(dx, dy) { const f = this.frame(TAG.wheel); f.view.setInt16(12, i16(dx), true); f.view.setInt16(14, i16(dy), true); return f.bytes; }
   gamepadButton(pad, button, value) { const f = this.frame(TAG.gamepadButton); f.view.setUint8(12, pad); f.view.setUint8(13, button); f.view.setUint16(14, clamp(Math.round(value * 65535), 0, 65535), true); return f.bytes; }
   gamepadAxis(pad, axis, value) { const f = this.frame(TAG.gamepadAxis); f.view.setUint8(12, pad); f.view.setUint8(13, axis); f.view.setInt16(14, i16(value * 32767), true); return f.bytes; }
+  touch(id, phase, x, y) { const f = this.frame(TAG.touch); f.view.setUint8(12, id & 0xff); f.view.setUint8(13, phase); f.view.setUint16(14, x, true); f.view.setUint16(16, y, true); return f.bytes; }
+}
+
+/** Touch phases on the wire. */
+export const TOUCH = { start: 0, move: 1, end: 2, cancel: 3 };
+
+/** W3C Standard Gamepad button indices used by the on-screen controls. */
+export const PAD = { a: 0, b: 1, x: 2, y: 3, up: 12, down: 13, left: 14, right: 15 };
+
+/**
+ * Polls the Gamepad API every animation frame and sends changes (Standard Gamepad mapping:
+ * 17 buttons, 4 axes, pads 0–3). `window.__stratusTestGamepads`, when set to an array shaped
+ * like `navigator.getGamepads()`, replaces the real pads (a test hook: headless browsers have
+ * no gamepads).
+ */
+function pollGamepads(enc, send, counters) {
+  const last = new Map();
+  const step = () => {
+    const pads = window.__stratusTestGamepads || (navigator.getGamepads ? navigator.getGamepads() : []);
+    for (const pad of pads) {
+      if (!pad || pad.index > 3) continue;
+      const prev = last.get(pad.index) || { buttons: [], axes: [] };
+      const now = { buttons: [], axes: [] };
+      (pad.buttons || []).slice(0, 17).forEach((b, i) => {
+        const v = typeof b === 'number' ? b : (b.value || (b.pressed ? 1 : 0));
+        now.buttons[i] = v;
+        if (Math.abs(v - (prev.buttons[i] || 0)) > 0.01) { send(enc.gamepadButton(pad.index, i, v)); counters.gamepad++; }
+      });
+      (pad.axes || []).slice(0, 4).forEach((a, i) => {
+        now.axes[i] = a;
+        if (Math.abs(a - (prev.axes[i] || 0)) > 0.01) { send(enc.gamepadAxis(pad.index, i, a)); counters.gamepad++; }
+      });
+      last.set(pad.index, now);
+    }
+    requestAnimationFrame(step);
+  };
+  requestAnimationFrame(step);
+}
+
+/**
+ * Wires the on-screen touch controls (elements with `data-pad="<button>"` inside `root`) to pad 0:
+ * pressing one sends that Standard Gamepad button, as a phone has no keyboard or gamepad.
+ */
+function attachTouchControls(root, enc, send, counters) {
+  if (!root) return;
+  root.querySelectorAll('[data-pad]').forEach((el) => {
+    const button = PAD[el.dataset.pad];
+    if (button === undefined) return;
+    const press = (down) => (e) => {
+      e.preventDefault();
+      el.classList.toggle('down', down);
+      send(enc.gamepadButton(0, button, down ? 1 : 0));
+      counters.touchControls++;
+    };
+    el.addEventListener('touchstart', press(true), { passive: false });
+    el.addEventListener('touchend', press(false), { passive: false });
+    el.addEventListener('touchcancel', press(false), { passive: false });
+    el.addEventListener('mousedown', press(true));
+    el.addEventListener('mouseup', press(false));
+  });
 }
 
 /**
@@ -75,11 +135,11 @@ export class TraceRecorder {
  * predicted `horizon` ahead by the Kalman predictor so the node renders where the pointer will
  * be when that frame is shown. Returns counters and the horizon for the stats overlay and tests.
  */
-export function attachInput({ video, channel, horizon = new Horizon(10, 5, 8), predict = true }) {
+export function attachInput({ video, channel, touchControls = null, horizon = new Horizon(10, 5, 8), predict = true }) {
   const enc = new InputEncoder();
   const predictor = new KalmanPredictor();
   const recorder = new TraceRecorder();
-  const counters = { sent: 0, dropped: 0, predicted: 0, horizon, recorder };
+  const counters = { sent: 0, dropped: 0, predicted: 0, gamepad: 0, touch: 0, touchControls: 0, horizon, recorder };
   const send = (bytes) => {
     if (channel.readyState === 'open') { channel.send(bytes); counters.sent++; } else { counters.dropped++; }
   };
@@ -143,6 +203,20 @@ export function attachInput({ video, channel, horizon = new Horizon(10, 5, 8), p
   video.addEventListener('mouseup', onButton(false));
   video.addEventListener('contextmenu', (e) => e.preventDefault());
   video.addEventListener('dblclick', () => { if (video.requestPointerLock) video.requestPointerLock(); });
+  // Touches on the picture are touches in the game, in frame pixels.
+  const onTouch = (phase) => (e) => {
+    e.preventDefault();
+    for (const t of e.changedTouches) {
+      const p = toFrame(t.clientX, t.clientY);
+      if (p) { send(enc.touch(t.identifier, phase, p[0], p[1])); counters.touch++; }
+    }
+  };
+  video.addEventListener('touchstart', onTouch(TOUCH.start), { passive: false });
+  video.addEventListener('touchmove', onTouch(TOUCH.move), { passive: false });
+  video.addEventListener('touchend', onTouch(TOUCH.end), { passive: false });
+  video.addEventListener('touchcancel', onTouch(TOUCH.cancel), { passive: false });
+  pollGamepads(enc, send, counters);
+  attachTouchControls(touchControls, enc, send, counters);
   video.addEventListener('wheel', (e) => {
     e.preventDefault();
     // To 1/120 notch: Chromium reports 100 px per notch in pixel mode; lines are ~40 px.

@@ -49,7 +49,14 @@ const state = {
 };
 window.stratus = state;
 
-export function start({ video, status, stats }) {
+export function start({ video, status, stats, touch = null, fullscreen = null }) {
+  if (fullscreen) {
+    fullscreen.addEventListener('click', () => {
+      const stage = video.parentElement;
+      if (document.fullscreenElement) document.exitFullscreen();
+      else if (stage.requestFullscreen) stage.requestFullscreen().catch(() => {});
+    });
+  }
   const canvas = document.createElement('canvas');
   const say = (text, isError = false) => {
     state.status = text;
@@ -138,7 +145,7 @@ export function start({ video, status, stats }) {
     const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
     // Reliable and ordered: a lost key-up would leave a key stuck in the game.
     const channel = pc.createDataChannel('input', { ordered: true });
-    state.input = attachInput({ video, channel, horizon });
+    state.input = attachInput({ video, channel, touchControls: touch, horizon });
     // Render each frame as soon as it is decoded.
     if ('jitterBufferTarget' in transceiver.receiver) transceiver.receiver.jitterBufferTarget = 0;
     if ('playoutDelayHint' in transceiver.receiver) transceiver.receiver.playoutDelayHint = 0;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the whole product with real parts: the signaling service, a node with
 //! the demo title on lavapipe, and Debian's headless Chromium, all on loopback.
 
+mod browser_client;
 mod errors;
 mod first_light;
 mod input_demo;
