@@ -140,8 +140,11 @@ export function attachInput({ video, channel, touchControls = null, horizon = ne
   const predictor = new KalmanPredictor();
   const recorder = new TraceRecorder();
   const counters = { sent: 0, dropped: 0, predicted: 0, gamepad: 0, touch: 0, touchControls: 0, horizon, recorder };
+  // `channel` is the data channel, or a function returning the current one (it changes when the
+  // page reconnects).
   const send = (bytes) => {
-    if (channel.readyState === 'open') { channel.send(bytes); counters.sent++; } else { counters.dropped++; }
+    const ch = typeof channel === 'function' ? channel() : channel;
+    if (ch && ch.readyState === 'open') { ch.send(bytes); counters.sent++; } else { counters.dropped++; }
   };
   const toFrame = (clientX, clientY) => {
     const vw = video.videoWidth, vh = video.videoHeight;

@@ -93,59 +93,94 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
     };
   };
 
+  // Prediction horizon: one-way latency (half the ICE round trip) + decode + half a display
+  // refresh, refreshed from getStats every second.
+  const horizon = new Horizon(10, 5, 8);
   const params = new URLSearchParams(location.search);
   const title = params.get('title');
   const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
-  say('connecting to signaling…');
-  const ws = new WebSocket(wsUrl);
-  const send = (msg) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); };
   let pc = null;
-  let ended = false;
+  let ws = null;
+  let channel = null;
+  let attempt = 0;
+  let retryTimer = null;
+  state.reconnects = 0;
+  // Input is attached once; it always sends on the current session's channel.
+  state.input = attachInput({ video, channel: () => channel, touchControls: touch, horizon });
 
-  ws.onopen = () => {
-    const hello = { type: 'hello', version: PROTOCOL_VERSION };
-    if (title) hello.title = title;
-    send(hello);
-    say('waiting for a node…');
-  };
-  ws.onerror = () => say('cannot reach the signaling service', true);
-  ws.onclose = () => {
-    if (!ended && state.connectionState !== 'connected') say('signaling connection closed', true);
-  };
-  ws.onmessage = async (event) => {
-    let msg;
-    try { msg = JSON.parse(event.data); } catch { return; }
-    switch (msg.type) {
-      case 'welcome':
-        state.sessionId = msg.session_id;
-        state.nodeId = msg.node_id;
-        say(`node ${msg.node_id}: negotiating…`);
-        pc = await negotiate(msg);
-        break;
-      case 'answer':
-        await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
-        break;
-      case 'ice':
-        try { await pc.addIceCandidate(msg.candidate); } catch (e) { console.warn('bad candidate', e); }
-        break;
-      case 'session_ended':
-        ended = true;
-        say(`session ended: ${msg.reason}`, true);
-        if (pc) pc.close();
-        break;
-      case 'error':
-        say(`${msg.code.replaceAll('_', ' ')}: ${msg.message}`, true);
-        break;
-    }
+  const teardown = () => {
+    if (pc) { pc.onconnectionstatechange = null; pc.close(); }
+    if (ws) { ws.onclose = null; ws.onerror = null; ws.close(); }
+    pc = null; ws = null; channel = null;
+    state.pc = null;
+    state.connectionState = 'new';
   };
 
-  async function negotiate() {
+  // Ends the session and tries again after a visible countdown (1, 2, 4, 8, 10, 10… s).
+  const retry = (why) => {
+    if (retryTimer) return;
+    teardown();
+    let left = Math.min(10, 2 ** Math.min(attempt, 4));
+    attempt++;
+    const tick = () => {
+      if (left <= 0) { retryTimer = null; state.reconnects++; connect(); return; }
+      say(`${why} — reconnecting in ${left} s`, true);
+      left--;
+      retryTimer = setTimeout(tick, 1000);
+    };
+    tick();
+  };
+
+  function connect() {
+    say('connecting to signaling…');
+    const sock = new WebSocket(wsUrl);
+    ws = sock;
+    const send = (msg) => { if (sock.readyState === WebSocket.OPEN) sock.send(JSON.stringify(msg)); };
+    sock.onopen = () => {
+      const hello = { type: 'hello', version: PROTOCOL_VERSION };
+      if (title) hello.title = title;
+      send(hello);
+      say('waiting for a node…');
+    };
+    sock.onclose = () => {
+      // The stream is peer to peer: once playing, losing signaling does not stop it.
+      if (state.connectionState === 'connected') say(`playing from node ${state.nodeId} (signaling lost)`);
+      else retry('cannot reach the signaling service');
+    };
+    sock.onmessage = async (event) => {
+      let msg;
+      try { msg = JSON.parse(event.data); } catch { return; }
+      switch (msg.type) {
+        case 'welcome':
+          state.sessionId = msg.session_id;
+          state.nodeId = msg.node_id;
+          say(`node ${msg.node_id}: negotiating…`);
+          pc = await negotiate(send);
+          break;
+        case 'answer':
+          if (pc) await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+          break;
+        case 'ice':
+          try { if (pc) await pc.addIceCandidate(msg.candidate); } catch (e) { console.warn('bad candidate', e); }
+          break;
+        case 'session_ended':
+          retry(`session ended: ${msg.reason}`);
+          break;
+        case 'error':
+          if (msg.code === 'version_mismatch') { teardown(); say(`${msg.message}; reload the page`, true); }
+          else if (msg.code === 'no_node_available') retry('no node is available');
+          else say(`${msg.code.replaceAll('_', ' ')}: ${msg.message}`, true);
+          break;
+      }
+    };
+  }
+
+  async function negotiate(send) {
     const pc = new RTCPeerConnection({ iceServers: [] });
     state.pc = pc;
     const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
     // Reliable and ordered: a lost key-up would leave a key stuck in the game.
-    const channel = pc.createDataChannel('input', { ordered: true });
-    state.input = attachInput({ video, channel, touchControls: touch, horizon });
+    channel = pc.createDataChannel('input', { ordered: true });
     // Render each frame as soon as it is decoded.
     if ('jitterBufferTarget' in transceiver.receiver) transceiver.receiver.jitterBufferTarget = 0;
     if ('playoutDelayHint' in transceiver.receiver) transceiver.receiver.playoutDelayHint = 0;
@@ -156,8 +191,9 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
     pc.onicecandidate = (e) => { if (e.candidate) send({ type: 'ice', candidate: e.candidate.toJSON() }); };
     pc.onconnectionstatechange = () => {
       state.connectionState = pc.connectionState;
-      if (pc.connectionState === 'connected') say(`playing from node ${state.nodeId}`);
-      if (pc.connectionState === 'failed') say('the connection to the node failed', true);
+      if (pc.connectionState === 'connected') { attempt = 0; say(`playing from node ${state.nodeId}`); }
+      if (pc.connectionState === 'disconnected') say('the connection to the node was interrupted…', true);
+      if (pc.connectionState === 'failed') retry('the connection to the node failed');
     };
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
@@ -165,14 +201,13 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
     return pc;
   }
 
-  // Prediction horizon: one-way latency (half the ICE round trip) + decode + half a display
-  // refresh, refreshed from getStats every second.
-  const horizon = new Horizon(10, 5, 8);
   // Stats overlay, toggled with F2.
   let last = null;
+  let lastPc = null;
   document.addEventListener('keydown', (e) => { if (e.code === 'F2') stats.classList.toggle('on'); });
   setInterval(async () => {
     if (!pc) return;
+    if (pc !== lastPc) { last = null; lastPc = pc; }
     const report = await pc.getStats();
     report.forEach((s) => {
       if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined) {
@@ -198,4 +233,6 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
         `prediction ${horizon.ms().toFixed(0)} ms ahead`;
     });
   }, 1000);
+
+  connect();
 }

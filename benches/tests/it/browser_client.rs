@@ -176,3 +176,55 @@ async fn gamepad_and_phone_touch_controls_reach_the_node() {
         "{counters}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_reconnects_to_another_node_when_its_node_dies() {
+    let mut config = NodeConfig::loopback("");
+    config.video.fps = 30;
+    config.video.width = 640;
+    config.video.height = 360;
+    config.capacity = 1;
+    let lab = crate::support::start(config.clone()).await;
+    // "b" sorts before "local", so the hub gives the first session to it.
+    config.node_id = "b".into();
+    let doomed = lab.add_node(config).await.expect("second node");
+    let mut page = Chromium::launch(&lab.page_url(), &LaunchOptions::default())
+        .await
+        .expect("chromium");
+    page.wait_for(
+        "window.stratus && window.stratus.connectionState === 'connected' && window.stratus.nodeId === 'b'",
+        Duration::from_secs(30),
+        "playing from node b",
+    )
+    .await
+    .expect("on b");
+
+    doomed.kill();
+    let status = page
+        .wait_for(
+            "window.stratus.status.includes('reconnecting in') ? window.stratus.status : ''",
+            Duration::from_secs(15),
+            "a reconnect countdown",
+        )
+        .await
+        .expect("countdown");
+    assert!(
+        status.as_str().unwrap_or_default().contains("lost"),
+        "the page says why: {status}"
+    );
+    page.wait_for(
+        "window.stratus.connectionState === 'connected' && window.stratus.nodeId === 'local' \
+         && window.stratus.pc.getStats().then((r) => { let n = 0; \
+              r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n = s.framesDecoded; }); \
+              return n > 10; })",
+        Duration::from_secs(30),
+        "playing again from node local",
+    )
+    .await
+    .expect("resumed");
+    let reconnects = page
+        .eval("window.stratus.reconnects")
+        .await
+        .expect("reconnects");
+    assert!(reconnects.as_u64().unwrap_or(0) >= 1, "{reconnects}");
+}
