@@ -6,35 +6,9 @@ use std::time::Duration;
 use base64::Engine;
 use benches::chromium::{Chromium, LaunchOptions};
 use capture::offscreen::indicator_rgb;
-use serde_json::{Value, json};
+use serde_json::json;
 use server::config::NodeConfig;
 use server::controls::gamepad_key;
-
-/// Waits until the decoded frame's input indicator has `want`'s colour (±40 per channel).
-async fn wait_for_indicator(page: &mut Chromium, want: [u8; 3], what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut last = Value::Null;
-    while tokio::time::Instant::now() < deadline {
-        last = page
-            .eval("window.stratus.inspectFrame()")
-            .await
-            .expect("inspect");
-        let got: Vec<i64> = last["indicator"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_i64).collect())
-            .unwrap_or_default();
-        if got.len() == 3
-            && got
-                .iter()
-                .zip(want)
-                .all(|(g, w)| (g - w as i64).abs() <= 40)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: indicator never showed {want:?}; last frame {last}");
-}
 
 /// A screenshot of the page, decoded: (width, height, RGBA pixels).
 async fn screenshot(page: &mut Chromium) -> (u32, u32, Vec<u8>) {
@@ -87,7 +61,8 @@ async fn gamepad_and_phone_touch_controls_reach_the_node() {
     )
     .await
     .expect("hook");
-    wait_for_indicator(&mut page, indicator_rgb(gamepad_key(0, 3), 0), "gamepad Y").await;
+    crate::support::wait_for_indicator(&mut page, indicator_rgb(gamepad_key(0, 3), 0), "gamepad Y")
+        .await;
     page.eval("window.__stratusTestGamepads = []")
         .await
         .expect("hook");
@@ -160,7 +135,7 @@ async fn gamepad_and_phone_touch_controls_reach_the_node() {
         .await
         .expect("touch");
     }
-    wait_for_indicator(
+    crate::support::wait_for_indicator(
         &mut page,
         indicator_rgb(gamepad_key(0, 0), 0),
         "touch button A",

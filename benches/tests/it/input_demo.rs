@@ -7,34 +7,8 @@ use std::time::Duration;
 use benches::chromium::{Chromium, LaunchOptions};
 use capture::offscreen::indicator_rgb;
 use input::KeyCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use server::config::NodeConfig;
-
-/// Waits until the decoded frame's input indicator has `want`'s colour (±40 per channel).
-async fn wait_for_indicator(browser: &mut Chromium, want: [u8; 3], what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut last = Value::Null;
-    while tokio::time::Instant::now() < deadline {
-        last = browser
-            .eval("window.stratus.inspectFrame()")
-            .await
-            .expect("inspect");
-        let got: Vec<i64> = last["indicator"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_i64).collect())
-            .unwrap_or_default();
-        if got.len() == 3
-            && got
-                .iter()
-                .zip(want)
-                .all(|(g, w)| (g - w as i64).abs() <= 40)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: indicator never showed {want:?}; last frame {last}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_buttons_in_the_page_change_the_demo_scene() {
@@ -55,7 +29,7 @@ async fn keys_and_buttons_in_the_page_change_the_demo_scene() {
         )
         .await
         .expect("playing");
-    wait_for_indicator(&mut browser, indicator_rgb(0, 0), "before any input").await;
+    crate::support::wait_for_indicator(&mut browser, indicator_rgb(0, 0), "before any input").await;
 
     // A real key press through Chromium's input pipeline (DevTools Input domain).
     for kind in ["keyDown", "keyUp"] {
@@ -68,7 +42,7 @@ async fn keys_and_buttons_in_the_page_change_the_demo_scene() {
             .expect("key");
     }
     let w = KeyCode::KeyW as u32;
-    wait_for_indicator(&mut browser, indicator_rgb(w, 0), "after pressing W").await;
+    crate::support::wait_for_indicator(&mut browser, indicator_rgb(w, 0), "after pressing W").await;
 
     // Hold the right button over the video: the indicator's blue follows the button mask.
     browser
@@ -78,7 +52,7 @@ async fn keys_and_buttons_in_the_page_change_the_demo_scene() {
         )
         .await
         .expect("mouse");
-    wait_for_indicator(
+    crate::support::wait_for_indicator(
         &mut browser,
         indicator_rgb(w, 1 << 2),
         "while the right button is held",
@@ -88,7 +62,7 @@ async fn keys_and_buttons_in_the_page_change_the_demo_scene() {
         .call("Input.dispatchMouseEvent", json!({"type": "mouseReleased", "x": 640, "y": 400, "button": "right", "clickCount": 1}))
         .await
         .expect("mouse");
-    wait_for_indicator(
+    crate::support::wait_for_indicator(
         &mut browser,
         indicator_rgb(w, 0),
         "after releasing the button",

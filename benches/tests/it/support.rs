@@ -48,3 +48,31 @@ pub async fn start(config: NodeConfig) -> Exclusive {
         .expect("start signaling and a node");
     Exclusive { lab, _turn: turn }
 }
+
+/// Waits until the decoded frame's input indicator (the demo title's bottom-left square) has
+/// `want`'s colour, ±40 per channel; panics with the last frame after 10 s.
+pub async fn wait_for_indicator(page: &mut benches::chromium::Chromium, want: [u8; 3], what: &str) {
+    use serde_json::Value;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = Value::Null;
+    while tokio::time::Instant::now() < deadline {
+        last = page
+            .eval("window.stratus.inspectFrame()")
+            .await
+            .expect("inspect");
+        let got: Vec<i64> = last["indicator"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        if got.len() == 3
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| (g - w as i64).abs() <= 40)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: indicator never showed {want:?}; last frame {last}");
+}
