@@ -60,6 +60,7 @@ impl Encoder {
     /// Builds and starts the pipeline for `config`.
     pub fn open(config: EncoderConfig) -> Result<Self, EncoderError> {
         gst::init().map_err(|e| EncoderError::Init(e.to_string()))?;
+        crate::gst_log::install();
         crate::x264::register()
             .map_err(|e| EncoderError::Init(format!("cannot register stratusx264enc: {e}")))?;
         validate(&config)?;

@@ -30,11 +30,13 @@
 //! Boundary: this crate knows nothing about WebRTC.
 #![deny(missing_docs)]
 
+mod gst_log;
 mod gst_pipeline;
 pub mod profiles;
 pub mod roi;
 pub mod x264;
 
+pub use gst_log::install as bridge_gstreamer_log;
 pub use gst_pipeline::Encoder;
 pub use roi::{Roi, RoiPolicy};
 
