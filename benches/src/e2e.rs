@@ -91,7 +91,10 @@ const LAB_JS: &str = r#"
 })()
 "#;
 
-const INBOUND_VIDEO: &str = r#"(async () => {
+/// JavaScript that resolves to the page's inbound-rtp video stats object (or null before the
+/// peer connection exists).
+pub const INBOUND_VIDEO: &str = r#"(async () => {
+  if (!window.stratus || !window.stratus.pc) return null;
   const report = await window.stratus.pc.getStats();
   let out = null;
   report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') out = s; });

@@ -84,10 +84,12 @@ impl MediaPipeline {
                             }
                         };
                         counters.captured.fetch_add(1, Ordering::Relaxed);
-                        let now = capture::clock::monotonic_ns();
                         tracing::trace!(
                             frame_id = frame.id,
-                            capture_ms = now.saturating_sub(frame.captured_ns) as f64 / 1e6,
+                            capture_ms = capture::clock::monotonic_ns()
+                                .saturating_sub(frame.captured_ns)
+                                as f64
+                                / 1e6,
                             "frame captured"
                         );
                         let rois = roi

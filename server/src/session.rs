@@ -339,12 +339,13 @@ async fn negotiate_and_stream(
                 if let Err(e) = res {
                     tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
                 }
-                let now = capture::clock::monotonic_ns();
                 tracing::trace!(
                     session_id = %sid,
                     frame_id = frame.frame_id,
                     encode_ms = frame.encoded_ns.saturating_sub(frame.captured_ns) as f64 / 1e6,
-                    capture_to_packet_ms = now.saturating_sub(frame.captured_ns) as f64 / 1e6,
+                    capture_to_packet_ms = capture::clock::monotonic_ns()
+                        .saturating_sub(frame.captured_ns) as f64
+                        / 1e6,
                     "frame sent"
                 );
             },

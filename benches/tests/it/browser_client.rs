@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use benches::chromium::{Chromium, LaunchOptions};
+use benches::e2e::INBOUND_VIDEO;
 use capture::offscreen::indicator_rgb;
 use serde_json::json;
 use server::config::NodeConfig;
@@ -188,10 +189,10 @@ async fn page_reconnects_to_another_node_when_its_node_dies() {
         "the page says why: {status}"
     );
     page.wait_for(
-        "window.stratus.connectionState === 'connected' && window.stratus.nodeId === 'local' \
-         && window.stratus.pc.getStats().then((r) => { let n = 0; \
-              r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n = s.framesDecoded; }); \
-              return n > 10; })",
+        &format!(
+            "window.stratus.connectionState === 'connected' && window.stratus.nodeId === 'local' \
+             && ({INBOUND_VIDEO}).then((s) => !!s && s.framesDecoded > 10)"
+        ),
         Duration::from_secs(30),
         "playing again from node local",
     )

@@ -4,23 +4,10 @@
 use std::time::{Duration, Instant};
 
 use benches::chromium::{Chromium, LaunchOptions};
+use benches::e2e::INBOUND_VIDEO;
 use capture::offscreen::swatch_rgb;
 use serde_json::Value;
 use server::config::NodeConfig;
-
-const INBOUND_VIDEO: &str = r#"(async () => {
-  const pc = window.stratus && window.stratus.pc;
-  if (!pc) return null;
-  const report = await pc.getStats();
-  let out = null;
-  report.forEach((s) => {
-    if (s.type === 'inbound-rtp' && s.kind === 'video') {
-      out = { framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0,
-              frameHeight: s.frameHeight || 0, timestamp: s.timestamp };
-    }
-  });
-  return out;
-})()"#;
 
 fn num(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
