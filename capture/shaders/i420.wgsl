@@ -1,10 +1,16 @@
-// RGBA -> I420 (BT.601, limited range) in one compute pass. The source is a buffer of packed
-// RGBA8 pixels (a rendered frame, or a presented image copied out with vkCmdCopyImageToBuffer);
-// `src_stride` is in pixels.
+// Packed RGB -> I420 (BT.601, limited range) in one compute pass. The source is a buffer of
+// 32-bit pixels: a rendered frame (the demo title), or a presented swapchain image the capture
+// layer copied out with vkCmdCopyImageToBuffer. `src_format` says how a pixel is packed:
+//   0 = R8G8B8A8 (bytes R, G, B, A), 1 = B8G8R8A8 (bytes B, G, R, A),
+//   2 = A2B10G10R10 (R in bits 0..10), 3 = A2R10G10B10 (B in bits 0..10).
+// sRGB formats are read as their stored (already gamma-encoded) values, which is what a video
+// encoder wants.
 //
+// The output is a padded I420 layout: `size` is the source size rounded up to a multiple of 8
+// (width) and 2 (height); pixels past the source's edge repeat its last column and row.
 // Each invocation converts a block of 8x2 pixels: it writes two 32-bit words of luma on each of
 // the two rows, one word of Cb and one of Cr (four chroma samples, each the mean of a 2x2 quad).
-// Width must be a multiple of 8 and height a multiple of 2; strides and offsets are in words.
+// Strides and offsets are in words; `src_stride` is in pixels.
 
 struct Params {
     size: vec2<u32>,
@@ -14,6 +20,9 @@ struct Params {
     y_stride: u32,
     c_stride: u32,
     src_stride: u32,
+    src_size: vec2<u32>,
+    src_format: u32,
+    reserved: u32,
 }
 
 var<immediate> params: Params;
@@ -36,8 +45,28 @@ fn to_byte(v: f32) -> u32 {
     return u32(clamp(v + 0.5, 0.0, 255.0));
 }
 
+fn ten_bits(w: u32, shift: u32) -> f32 {
+    return f32((w >> shift) & 1023u) / 1023.0;
+}
+
 fn load(x: u32, y: u32) -> vec3<f32> {
-    return unpack4x8unorm(src[y * params.src_stride + x]).rgb;
+    let cx = min(x, params.src_size.x - 1u);
+    let cy = min(y, params.src_size.y - 1u);
+    let w = src[cy * params.src_stride + cx];
+    switch params.src_format {
+        case 1u: {
+            return unpack4x8unorm(w).bgr;
+        }
+        case 2u: {
+            return vec3<f32>(ten_bits(w, 0u), ten_bits(w, 10u), ten_bits(w, 20u));
+        }
+        case 3u: {
+            return vec3<f32>(ten_bits(w, 20u), ten_bits(w, 10u), ten_bits(w, 0u));
+        }
+        default: {
+            return unpack4x8unorm(w).rgb;
+        }
+    }
 }
 
 @compute @workgroup_size(8, 8, 1)

@@ -6,6 +6,9 @@
 //! - [`offscreen::DemoSource`]: the built-in demo title, an offscreen Vulkan renderer that
 //!   needs no window (Mesa's lavapipe runs it on any CPU). It draws the latency code and a
 //!   frame-id code so any receiver can tell which frame it shows and when it was made.
+//! - [`layer::RingSource`]: any Vulkan game, captured by our Vulkan layer (the cdylib in
+//!   `capture/layer`), which converts each presented frame on the GPU and hands it over through
+//!   a shared-memory ring ([`ring`]).
 //! - [`synthetic::TexturedScene`]: a textured, noisy, scrolling sequence computed on the CPU,
 //!   for encoder tests and benchmarks that need game-like content.
 //!
@@ -26,7 +29,10 @@
 pub mod clock;
 pub mod convert;
 mod frame;
+pub mod layer;
 pub mod offscreen;
+pub mod presenter;
+pub mod ring;
 pub mod synthetic;
 pub mod vk;
 
@@ -70,12 +76,33 @@ pub enum CaptureError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// The conversion could not be submitted after the copy was: the present must still wait
+    /// for `semaphore`, which the copy signals.
+    #[error("vkQueueSubmit of the conversion failed: {result}")]
+    ConvertSubmit {
+        /// The copy's semaphore.
+        semaphore: ash::vk::Semaphore,
+        /// What the submit returned.
+        result: ash::vk::Result,
+    },
+    /// The capture layer or its socket could not be set up.
+    #[error("capture layer: {0}")]
+    Layer(String),
+    /// The frame ring failed.
+    #[error(transparent)]
+    Ring(#[from] ring::RingError),
+    /// No frame arrived in time from a source that waits for a producer.
+    #[error("no frame from the title within {0:?}")]
+    NoFrame(std::time::Duration),
+    /// Showing frames in a window failed (the test title).
+    #[error("presenter: {0}")]
+    Presenter(String),
     /// The frame rate is zero or absurd.
     #[error("invalid frame rate {0}: must be between 1 and 240")]
     InvalidFrameRate(u32),
 }
 
-/// Anything that yields frames: the demo title, and (later) the capture-layer ring.
+/// Anything that yields frames: the demo title, the capture-layer ring.
 pub trait Source: Send {
     /// Blocks until the next frame is available and returns it.
     fn next_frame(&mut self) -> Result<Frame, CaptureError>;

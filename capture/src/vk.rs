@@ -17,9 +17,13 @@ pub(crate) fn vk_err(call: &'static str) -> impl Fn(vk::Result) -> CaptureError 
 }
 
 /// A Vulkan instance and logical device with one compute-capable queue.
+///
+/// Either owned (made by [`VkContext::new`], destroyed on drop) or borrowed from a game by the
+/// capture layer ([`VkContext::borrowed`]), in which case drop leaves the device alone.
 pub struct VkContext {
-    _entry: ash::Entry,
-    instance: ash::Instance,
+    _entry: Option<ash::Entry>,
+    /// The instance, when this context owns it (and the device).
+    instance: Option<ash::Instance>,
     physical: vk::PhysicalDevice,
     device: ash::Device,
     queue: vk::Queue,
@@ -119,8 +123,31 @@ impl VkContext {
         let memory = unsafe { instance.get_physical_device_memory_properties(physical) };
         tracing::info!(device = %device_name, "vulkan device opened");
         Ok(Self {
-            _entry: entry,
-            instance,
+            _entry: Some(entry),
+            instance: Some(instance),
+            physical,
+            device,
+            queue,
+            queue_family,
+            memory,
+            device_name,
+        })
+    }
+
+    /// Wraps a device someone else created and will destroy (the game's, inside the capture
+    /// layer). `device` dispatches to the next layer or the driver; `queue` must belong to
+    /// `queue_family`, and `memory` describes `physical`.
+    pub fn borrowed(
+        device: ash::Device,
+        physical: vk::PhysicalDevice,
+        queue: vk::Queue,
+        queue_family: u32,
+        memory: vk::PhysicalDeviceMemoryProperties,
+        device_name: String,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            _entry: None,
+            instance: None,
             physical,
             device,
             queue,
@@ -174,12 +201,16 @@ impl VkContext {
 
 impl Drop for VkContext {
     fn drop(&mut self) {
+        // A borrowed device belongs to the game, which destroys it itself.
+        let Some(instance) = &self.instance else {
+            return;
+        };
         // SAFETY: every object created from this device holds an Arc to the context, so none is
         // alive any more; waiting idle makes sure no submitted work still uses them.
         unsafe {
             let _ = self.device.device_wait_idle();
             self.device.destroy_device(None);
-            self.instance.destroy_instance(None);
+            instance.destroy_instance(None);
         }
     }
 }
@@ -265,6 +296,16 @@ impl Buffer {
             this.ptr = Some(ptr.cast());
         }
         Ok(this)
+    }
+
+    /// Copies `data` into the start of a host-visible buffer (no-op for a device-local one).
+    /// Call only when the GPU is not using the buffer.
+    pub(crate) fn write(&self, data: &[u8]) {
+        if let Some(ptr) = self.ptr {
+            let n = data.len().min(self.len);
+            // SAFETY: `ptr` maps at least `len` bytes; no GPU work reads it now (caller's rule).
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, n) };
+        }
     }
 
     /// The mapped contents (empty for a device-local buffer). Call only when the GPU has
@@ -449,6 +490,11 @@ impl Submitter {
                 .map_err(vk_err("vkCreateFence"))?;
         }
         Ok(this)
+    }
+
+    /// The device this submitter records for.
+    pub(crate) fn device(&self) -> &ash::Device {
+        self.ctx.device()
     }
 
     /// Starts recording into the command buffer.

@@ -1,5 +1,7 @@
 //! The demo title and GPU conversion on a real Vulkan device (lavapipe on CI).
 
+mod formats;
+
 use capture::convert::{rgb_to_ycbcr, ycbcr_to_rgb};
 use capture::offscreen::{DemoRenderer, DemoSource, swatch_rect, swatch_rgb};
 use capture::{Frame, PixelFormat, Source};

@@ -1,0 +1,314 @@
+//! The GPU work of capturing one presented image: copy it into a buffer on the game's queue,
+//! convert it to I420 with the same compute pass the demo title uses, and leave it in a
+//! host-visible buffer for the read-back.
+//!
+//! Two submissions per frame: the copy (which waits for the game's present semaphores and
+//! signals [`Grab::copied`], the only semaphore the present then waits for), and the conversion
+//! (which signals the fence the layer's worker thread waits on). So the game's present is held
+//! back by the copy alone, never by the conversion or the read-back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ash::vk;
+
+use crate::CaptureError;
+use crate::convert::{I420Converter, SourceFormat};
+use crate::vk::{Buffer, VkContext, vk_err};
+
+/// The loader's callback that makes a dispatchable object a layer creates (our command
+/// buffers) usable by the layers and driver below.
+pub type SetDeviceLoaderData =
+    unsafe extern "system" fn(device: vk::Device, object: *mut std::ffi::c_void) -> vk::Result;
+
+/// One set of capture resources for images of one size and format on one queue family.
+pub struct Grab {
+    ctx: Arc<VkContext>,
+    pool: vk::CommandPool,
+    copy_cmd: vk::CommandBuffer,
+    convert_cmd: vk::CommandBuffer,
+    copied: vk::Semaphore,
+    fence: vk::Fence,
+    pixels: Buffer,
+    converter: I420Converter,
+    width: u32,
+    height: u32,
+    format: SourceFormat,
+}
+
+impl std::fmt::Debug for Grab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grab")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: Vulkan handles are plain identifiers; the layer's protocol (a busy flag) ensures only
+// one thread uses a Grab's command buffers, fence and buffers at a time.
+unsafe impl Send for Grab {}
+// SAFETY: as above; shared references only read handles and the mapped output after the fence.
+unsafe impl Sync for Grab {}
+
+impl Grab {
+    /// Resources for capturing `width`×`height` images packed as `format` on queues of the
+    /// context's queue family. `loader_data` is the loader's callback when `ctx` is a game's
+    /// device seen from inside a layer, `None` for a device we created.
+    pub fn new(
+        ctx: &Arc<VkContext>,
+        loader_data: Option<SetDeviceLoaderData>,
+        width: u32,
+        height: u32,
+        format: SourceFormat,
+    ) -> Result<Self, CaptureError> {
+        let device = ctx.device();
+        let pixels = Buffer::device(
+            ctx,
+            4 * width as usize * height as usize,
+            vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST,
+        )?;
+        let converter = I420Converter::for_source(ctx, pixels.buffer, width, height, format)?;
+        let mut this = Self {
+            ctx: ctx.clone(),
+            pool: vk::CommandPool::null(),
+            copy_cmd: vk::CommandBuffer::null(),
+            convert_cmd: vk::CommandBuffer::null(),
+            copied: vk::Semaphore::null(),
+            fence: vk::Fence::null(),
+            pixels,
+            converter,
+            width,
+            height,
+            format,
+        };
+        // SAFETY: valid create infos; each handle is stored in `this` as soon as it exists so
+        // Drop releases whatever was made before a failure.
+        unsafe {
+            let info = vk::CommandPoolCreateInfo::default()
+                .queue_family_index(ctx.queue_family())
+                .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
+            this.pool = device
+                .create_command_pool(&info, None)
+                .map_err(vk_err("vkCreateCommandPool"))?;
+            let alloc = vk::CommandBufferAllocateInfo::default()
+                .command_pool(this.pool)
+                .level(vk::CommandBufferLevel::PRIMARY)
+                .command_buffer_count(2);
+            let cmds = device
+                .allocate_command_buffers(&alloc)
+                .map_err(vk_err("vkAllocateCommandBuffers"))?;
+            this.copy_cmd = cmds[0];
+            this.convert_cmd = cmds[1];
+            if let Some(set) = loader_data {
+                for cmd in cmds {
+                    set(
+                        device.handle(),
+                        vk::Handle::as_raw(cmd) as *mut std::ffi::c_void,
+                    )
+                    .result()
+                    .map_err(vk_err("vkSetDeviceLoaderData"))?;
+                }
+            }
+            this.copied = device
+                .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
+                .map_err(vk_err("vkCreateSemaphore"))?;
+            this.fence = device
+                .create_fence(&vk::FenceCreateInfo::default(), None)
+                .map_err(vk_err("vkCreateFence"))?;
+        }
+        Ok(this)
+    }
+
+    /// Image size this grab captures.
+    pub fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// Pixel packing this grab reads.
+    pub fn format(&self) -> SourceFormat {
+        self.format
+    }
+
+    /// Bytes of one converted frame.
+    pub fn frame_len(&self) -> usize {
+        self.converter.frame_len()
+    }
+
+    /// The semaphore the copy signals; the present must wait for it.
+    pub fn copied(&self) -> vk::Semaphore {
+        self.copied
+    }
+
+    /// Records and submits the copy of `image` (in `PRESENT_SRC_KHR` layout, left in it) after
+    /// `waits`, then the conversion. Returns the semaphore the present must wait for instead of
+    /// `waits`. The previous frame of this grab must be complete ([`Grab::wait`] returned).
+    pub fn submit(
+        &self,
+        queue: vk::Queue,
+        image: vk::Image,
+        layout: vk::ImageLayout,
+        waits: &[vk::Semaphore],
+    ) -> Result<vk::Semaphore, CaptureError> {
+        let device = self.ctx.device();
+        let begin = vk::CommandBufferBeginInfo::default()
+            .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
+        let range = vk::ImageSubresourceRange {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            base_mip_level: 0,
+            level_count: 1,
+            base_array_layer: 0,
+            layer_count: 1,
+        };
+        let to_copy = [vk::ImageMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+            .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
+            .old_layout(layout)
+            .new_layout(vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .image(image)
+            .subresource_range(range)];
+        let back = [vk::ImageMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_READ)
+            .dst_access_mask(vk::AccessFlags::empty())
+            .old_layout(vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+            .new_layout(layout)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .image(image)
+            .subresource_range(range)];
+        let region = [vk::BufferImageCopy::default()
+            .image_subresource(vk::ImageSubresourceLayers {
+                aspect_mask: vk::ImageAspectFlags::COLOR,
+                mip_level: 0,
+                base_array_layer: 0,
+                layer_count: 1,
+            })
+            .image_extent(vk::Extent3D {
+                width: self.width,
+                height: self.height,
+                depth: 1,
+            })];
+        let to_shader = [vk::BufferMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::SHADER_READ)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .buffer(self.pixels.buffer)
+            .offset(0)
+            .size(vk::WHOLE_SIZE)];
+        let wait_stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
+        let copy_cmds = [self.copy_cmd];
+        let convert_cmds = [self.convert_cmd];
+        let signal = [self.copied];
+        // SAFETY: the caller guarantees the previous use of these command buffers and the fence
+        // completed; every handle belongs to this device; the image is a presentable image of
+        // the swapchain being presented, in `layout`, and is returned to it.
+        unsafe {
+            device
+                .reset_fences(&[self.fence])
+                .map_err(vk_err("vkResetFences"))?;
+            for cmd in [self.copy_cmd, self.convert_cmd] {
+                device
+                    .reset_command_buffer(cmd, vk::CommandBufferResetFlags::empty())
+                    .map_err(vk_err("vkResetCommandBuffer"))?;
+                device
+                    .begin_command_buffer(cmd, &begin)
+                    .map_err(vk_err("vkBeginCommandBuffer"))?;
+            }
+            let cmd = self.copy_cmd;
+            device.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                &to_copy,
+            );
+            device.cmd_copy_image_to_buffer(
+                cmd,
+                image,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                self.pixels.buffer,
+                &region,
+            );
+            device.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                &back,
+            );
+            device
+                .end_command_buffer(cmd)
+                .map_err(vk_err("vkEndCommandBuffer"))?;
+            let cmd = self.convert_cmd;
+            device.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::DependencyFlags::empty(),
+                &[],
+                &to_shader,
+                &[],
+            );
+            self.converter.record(device, cmd);
+            device
+                .end_command_buffer(cmd)
+                .map_err(vk_err("vkEndCommandBuffer"))?;
+            let copy = [vk::SubmitInfo::default()
+                .wait_semaphores(waits)
+                .wait_dst_stage_mask(&wait_stages)
+                .command_buffers(&copy_cmds)
+                .signal_semaphores(&signal)];
+            device
+                .queue_submit(queue, &copy, vk::Fence::null())
+                .map_err(vk_err("vkQueueSubmit"))?;
+            let convert = [vk::SubmitInfo::default().command_buffers(&convert_cmds)];
+            if let Err(result) = device.queue_submit(queue, &convert, self.fence) {
+                // The copy is in flight and will signal `copied`, so the present must still
+                // wait for it; report the failure through the error type that says so.
+                return Err(CaptureError::ConvertSubmit {
+                    semaphore: self.copied,
+                    result,
+                });
+            }
+        }
+        Ok(self.copied)
+    }
+
+    /// Waits up to `timeout` for the last submitted frame's conversion.
+    pub fn wait(&self, timeout: Duration) -> Result<(), CaptureError> {
+        // SAFETY: the fence belongs to this device.
+        unsafe {
+            self.ctx
+                .device()
+                .wait_for_fences(&[self.fence], true, timeout.as_nanos() as u64)
+        }
+        .map_err(vk_err("vkWaitForFences"))
+    }
+
+    /// Copies the converted frame (tight I420) into `dst`; returns the bytes written (0 when
+    /// `dst` is too short). Call after [`Grab::wait`] succeeded.
+    pub fn read_into(&self, dst: &mut [u8]) -> usize {
+        self.converter.read_into(dst)
+    }
+}
+
+impl Drop for Grab {
+    fn drop(&mut self) {
+        let device = self.ctx.device();
+        // SAFETY: owners drop a Grab only when its last submission completed (fence waited or
+        // the device idle); null handles are ignored.
+        unsafe {
+            device.destroy_fence(self.fence, None);
+            device.destroy_semaphore(self.copied, None);
+            device.destroy_command_pool(self.pool, None);
+        }
+    }
+}
