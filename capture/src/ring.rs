@@ -24,7 +24,9 @@
 //! Slot *i*'s header, at 64 + 64·*i*: `state: u32` (atomic: [`SlotState`]), `format: u32`
 //! (1 = I420, BT.601 limited range, tightly packed), `frame_id: u64`, `present_ns: u64`
 //! (CLOCK_MONOTONIC at the game's present), `width: u32`, `height: u32`, `len: u64` (bytes of
-//! pixels), `seq: u64` (publication order). Slot *i*'s pixels start at
+//! pixels), `seq: u64` (publication order), `hook_ns: u64` (time the layer spent in the game's
+//! present call for this frame), `published_ns: u64` (CLOCK_MONOTONIC when the frame was
+//! written). Slot *i*'s pixels start at
 //! `data_offset + i · slot_capacity`.
 //!
 //! # Protocol
@@ -139,6 +141,8 @@ struct SlotHeader {
     height: AtomicU32,
     len: AtomicU64,
     seq: AtomicU64,
+    hook_ns: AtomicU64,
+    published_ns: AtomicU64,
 }
 
 /// A shared mapping, unmapped on drop.
@@ -228,6 +232,19 @@ pub struct FrameMeta {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Time the layer spent in the game's present call for this frame.
+    pub hook_ns: u64,
+}
+
+/// Timing the layer recorded for one frame, besides its present time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameTiming {
+    /// CLOCK_MONOTONIC ns at the game's present.
+    pub present_ns: u64,
+    /// Time the layer spent inside the game's present call.
+    pub hook_ns: u64,
+    /// CLOCK_MONOTONIC ns when the converted frame was in the ring.
+    pub published_ns: u64,
 }
 
 /// What happened to a frame offered to [`RingWriter::publish`].
@@ -363,6 +380,9 @@ impl RingWriter {
         slot.height.store(meta.height, Ordering::Relaxed);
         slot.len.store(len as u64, Ordering::Relaxed);
         slot.seq.store(self.seq, Ordering::Relaxed);
+        slot.hook_ns.store(meta.hook_ns, Ordering::Relaxed);
+        slot.published_ns
+            .store(crate::clock::monotonic_ns(), Ordering::Relaxed);
         slot.state.store(SlotState::Ready as u32, Ordering::Release);
         self.map.header().published.fetch_add(1, Ordering::Relaxed);
         let one = 1u64.to_ne_bytes();
@@ -381,6 +401,7 @@ pub struct RingReader {
     capacity: usize,
     producer_pid: u32,
     invalid: u64,
+    last_timing: FrameTiming,
 }
 
 impl std::fmt::Debug for RingReader {
@@ -459,6 +480,7 @@ impl RingReader {
             capacity: capacity as usize,
             producer_pid,
             invalid: 0,
+            last_timing: FrameTiming::default(),
         })
     }
 
@@ -510,6 +532,11 @@ impl RingReader {
                     data: Bytes::copy_from_slice(data),
                 }
             });
+            self.last_timing = FrameTiming {
+                present_ns: slot.present_ns.load(Ordering::Relaxed),
+                hook_ns: slot.hook_ns.load(Ordering::Relaxed),
+                published_ns: slot.published_ns.load(Ordering::Relaxed),
+            };
             slot.state.store(SlotState::Free as u32, Ordering::Release);
             match frame {
                 Some(frame) => return Some(frame),
@@ -519,6 +546,11 @@ impl RingReader {
                 }
             }
         }
+    }
+
+    /// The layer's timing of the frame [`RingReader::try_read`] returned last.
+    pub fn last_timing(&self) -> FrameTiming {
+        self.last_timing
     }
 
     /// Clears pending wake-ups (call before scanning so none is lost).
@@ -678,6 +710,7 @@ mod tests {
             present_ns: 1000 + id,
             width: w,
             height: h,
+            hook_ns: 7,
         }
     }
 
@@ -715,6 +748,9 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, vec![0, 1, 2]);
+        let timing = reader.last_timing();
+        assert_eq!((timing.present_ns, timing.hook_ns), (1002, 7));
+        assert!(timing.published_ns > 0 && timing.published_ns <= crate::clock::monotonic_ns());
         // Slots are free again.
         assert_eq!(writer.publish(meta(10, 64, 64), |_| ()), Publish::Published);
         assert_eq!(reader.try_read().map(|f| f.id), Some(10));

@@ -177,6 +177,11 @@ impl VkContext {
         self.physical
     }
 
+    /// The physical device's memory types and heaps.
+    pub fn memory_properties(&self) -> &vk::PhysicalDeviceMemoryProperties {
+        &self.memory
+    }
+
     /// The device's name as the driver reports it (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).
     pub fn device_name(&self) -> &str {
         &self.device_name

@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 use ash::vk::{self, Handle};
 
 use super::grab::{Grab, SetDeviceLoaderData};
+pub use super::loader::NegotiateLayerInterface;
+use super::loader::{
+    LAYER_LINK_INFO, LAYER_NEGOTIATE_INTERFACE_STRUCT, LOADER_DATA_CALLBACK, LayerDeviceLink,
+    LayerInstanceLink, cast, find_layer_info, key,
+};
 use super::worker::{self, Job};
 use crate::CaptureError;
 use crate::convert::SourceFormat;
@@ -53,81 +58,6 @@ fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The loader's dispatch-table pointer at the start of every dispatchable handle: the key
-/// that ties a queue or command buffer to its device, and a physical device to its instance.
-///
-/// # Safety
-/// `raw` must be a valid dispatchable handle.
-unsafe fn key(raw: u64) -> usize {
-    // SAFETY: dispatchable handles point at an object whose first word is the dispatch table.
-    unsafe { *(raw as usize as *const usize) }
-}
-
-// ---- loader–layer interface structures (vk_layer.h) ----
-
-const LAYER_NEGOTIATE_INTERFACE_STRUCT: i32 = 1;
-const LAYER_LINK_INFO: i32 = 0;
-const LOADER_DATA_CALLBACK: i32 = 1;
-
-/// `VkNegotiateLayerInterface`.
-#[repr(C)]
-#[derive(Debug)]
-pub struct NegotiateLayerInterface {
-    s_type: i32,
-    p_next: *mut c_void,
-    loader_layer_interface_version: u32,
-    pfn_get_instance_proc_addr: Option<vk::PFN_vkGetInstanceProcAddr>,
-    pfn_get_device_proc_addr: Option<vk::PFN_vkGetDeviceProcAddr>,
-    pfn_get_physical_device_proc_addr: *const c_void,
-}
-
-#[repr(C)]
-struct LayerInstanceLink {
-    next: *mut LayerInstanceLink,
-    next_get_instance_proc_addr: vk::PFN_vkGetInstanceProcAddr,
-    next_get_physical_device_proc_addr: *const c_void,
-}
-
-#[repr(C)]
-struct LayerDeviceLink {
-    next: *mut LayerDeviceLink,
-    next_get_instance_proc_addr: vk::PFN_vkGetInstanceProcAddr,
-    next_get_device_proc_addr: vk::PFN_vkGetDeviceProcAddr,
-}
-
-/// `VkLayerInstanceCreateInfo` / `VkLayerDeviceCreateInfo`: only the union's first pointer
-/// (`pLayerInfo` or the loader-data callback) is used.
-#[repr(C)]
-struct LayerCreateInfo {
-    s_type: vk::StructureType,
-    p_next: *const c_void,
-    function: i32,
-    u: *mut c_void,
-}
-
-/// Finds the loader's create-info entry of `s_type` and `function` in a pNext chain.
-///
-/// # Safety
-/// `p_next` must be a valid pNext chain.
-unsafe fn find_layer_info(
-    mut p_next: *const c_void,
-    s_type: vk::StructureType,
-    function: i32,
-) -> *mut LayerCreateInfo {
-    while !p_next.is_null() {
-        let info = p_next as *mut LayerCreateInfo;
-        // SAFETY: every chain entry starts with sType and pNext; only matching entries are
-        // read further.
-        unsafe {
-            if (*info).s_type == s_type && (*info).function == function {
-                return info;
-            }
-            p_next = (*info).p_next;
-        }
-    }
-    std::ptr::null_mut()
 }
 
 // ---- per-instance and per-device state ----
@@ -199,15 +129,6 @@ fn instance_by_key(k: usize) -> Option<Arc<InstanceData>> {
 
 fn device_by_key(k: usize) -> Option<Arc<DeviceData>> {
     lock(&DEVICES).as_ref()?.get(&k).cloned()
-}
-
-/// Casts a `PFN_vkVoidFunction` to a typed function pointer.
-///
-/// # Safety
-/// `F` must be the function pointer type of the entry point `f` was looked up for.
-unsafe fn cast<F: Copy>(f: vk::PFN_vkVoidFunction) -> Option<F> {
-    // SAFETY: both are thin function pointers of the same size; the caller names the type.
-    f.map(|f| unsafe { std::mem::transmute_copy::<unsafe extern "system" fn(), F>(&f) })
 }
 
 macro_rules! hook_table {
@@ -849,6 +770,7 @@ fn capture_present(
     queue: vk::Queue,
     info: &vk::PresentInfoKHR<'_>,
 ) -> Option<vk::Semaphore> {
+    let entered = Instant::now();
     // SAFETY: valid dispatchable handle.
     let k = unsafe { key(data.device.handle().as_raw()) };
     let count = info.swapchain_count as usize;
@@ -919,6 +841,7 @@ fn capture_present(
                     present_ns,
                     width,
                     height,
+                    hook_ns: entered.elapsed().as_nanos() as u64,
                 },
                 failed: cap.failed.clone(),
             });

@@ -33,6 +33,7 @@
 
 pub mod grab;
 pub mod hooks;
+mod loader;
 mod worker;
 
 use std::os::fd::AsRawFd;
@@ -211,6 +212,14 @@ impl RingSource {
     /// True while a game process holds a ring with us.
     pub fn connected(&self) -> bool {
         self.ring.is_some()
+    }
+
+    /// The layer's timing of the frame returned last (zero before the first).
+    pub fn last_timing(&self) -> ring::FrameTiming {
+        self.ring
+            .as_ref()
+            .map(|(_, r)| r.last_timing())
+            .unwrap_or_default()
     }
 
     /// Counters so far.
