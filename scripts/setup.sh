@@ -17,6 +17,8 @@ PACKAGES=(
   xvfb xauth chromium chromium-driver
   # tools the tests and scripts use
   curl ca-certificates procps iproute2
+  # the signaling service's shared store and TURN relay, started by the tests
+  redis-server coturn
 )
 
 missing=()

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use server::Node;
 use server::config::NodeConfig;
-use signaling::hub::Hub;
-use signaling::service::Service;
+use signaling::config::Config;
+use signaling::service::{Service, Shared};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -18,7 +18,7 @@ pub struct Lab {
     /// Where the signaling service (and the browser page) listens.
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
-    hub: std::sync::Arc<Hub>,
+    shared: std::sync::Arc<Shared>,
 }
 
 /// An extra node of a [`Lab`]; killed (its task aborted, as if the process died) on
@@ -42,32 +42,55 @@ impl Drop for NodeHandle {
 impl Lab {
     /// Starts the service on a free loopback port and a node with `config` (its signaling URL
     /// is set here), and waits until the node has registered. Must run inside a Tokio runtime.
-    pub async fn start(mut config: NodeConfig) -> anyhow::Result<Lab> {
-        let service = Service::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Lab> {
+        Self::start_with(config, &Config::default()).await
+    }
+
+    /// [`Lab::start`] with a signaling configuration of the test's (TURN, keys, limits).
+    pub async fn start_with(mut config: NodeConfig, signaling: &Config) -> anyhow::Result<Lab> {
+        let service = Service::bind_with(SocketAddr::from(([127, 0, 0, 1], 0)), signaling)
             .await
             .context("start the signaling service")?;
         let addr = service.local_addr();
-        let hub = service.hub();
+        let shared = service.shared();
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
         tokio::spawn(service.run(stopped(stop_rx.clone())));
-        config.signaling_url = format!("ws://{addr}/ws/node");
+        config.signaling_urls = vec![format!("ws://{addr}/ws/node")];
         let node_id = config.node_id.clone();
         tokio::spawn(Node::new(config).run(stopped(stop_rx)));
-        wait_registered(&hub, &node_id).await?;
-        Ok(Lab { addr, stop, hub })
+        wait_registered(&shared, &node_id).await?;
+        Ok(Lab { addr, stop, shared })
     }
 
     /// Starts one more node with `config` (give it its own `node_id`) and waits until it has
     /// registered.
     pub async fn add_node(&self, mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
-        config.signaling_url = format!("ws://{}/ws/node", self.addr);
+        config.signaling_urls = vec![format!("ws://{}/ws/node", self.addr)];
         let node_id = config.node_id.clone();
         let task = tokio::spawn(Node::new(config).run(std::future::pending()));
-        wait_registered(&self.hub, &node_id).await?;
+        wait_registered(&self.shared, &node_id).await?;
         Ok(NodeHandle { task })
+    }
+
+    /// A client WebSocket URL with a fresh token, for peers other than the browser page.
+    pub fn client_ws_url(&self) -> anyhow::Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (token, _) = self
+            .shared
+            .token_key
+            .issue("lab", signaling::token::AUD_CLIENT, 300, None, now)
+            .map_err(|e| anyhow::anyhow!("token: {e}"))?;
+        Ok(format!("ws://{}/ws?token={token}", self.addr))
+    }
+
+    /// The service's shared state (store, registry, metrics).
+    pub fn shared(&self) -> &std::sync::Arc<Shared> {
+        &self.shared
     }
 
     /// The URL of the browser page.
@@ -76,9 +99,9 @@ impl Lab {
     }
 }
 
-async fn wait_registered(hub: &Hub, node_id: &str) -> anyhow::Result<()> {
+async fn wait_registered(shared: &Shared, node_id: &str) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !hub.nodes().iter().any(|n| n.node_id == node_id) {
+    while !shared.local.node_ids().iter().any(|n| n == node_id) {
         if tokio::time::Instant::now() > deadline {
             bail!("node {node_id} did not register with signaling within 10 s");
         }
@@ -91,4 +114,18 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Sends one raw HTTP/1.1 request (with `Connection: close`) and returns the whole response.
+pub async fn http_raw(addr: SocketAddr, request: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .context("connect timed out")??;
+    s.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .context("reply timed out")??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }

@@ -3,6 +3,7 @@
 //! - [`chromium`]: Debian's headless Chromium driven over the DevTools protocol.
 //! - [`stats`]: percentiles and the table/JSON report every bench prints.
 //! - [`lab`]: signaling and a node with the demo title, in process, on loopback.
+//! - [`capture`]: the capture layer in a Vulkan title: present overhead, GPU conversion.
 //! - [`pipeline`]: the in-process render → I420 → encode benchmark.
 //! - [`predict`]: the pointer predictor against its baselines on motion traces.
 //! - [`encode`]: our ROI encoder element against stock x264enc.
@@ -11,10 +12,12 @@
 //! Boundary: nothing depends on this crate.
 #![deny(missing_docs)]
 
+pub mod capture;
 pub mod chromium;
 pub mod e2e;
 pub mod encode;
 pub mod lab;
 pub mod pipeline;
 pub mod predict;
+pub mod signaling;
 pub mod stats;

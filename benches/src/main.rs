@@ -2,10 +2,12 @@
 //! object with `--json`; field names are stable.
 
 use anyhow::Context;
+use benches::capture::{self as capture_bench, CaptureArgs};
 use benches::e2e::{self, E2eArgs};
 use benches::encode::{self, EncodeArgs};
 use benches::pipeline::{self, PipelineArgs};
 use benches::predict::{self, PredictArgs};
+use benches::signaling::{self as signaling_bench, SignalingArgs};
 use benches::stats::Report;
 use clap::{Parser, Subcommand};
 
@@ -61,6 +63,35 @@ enum Bench {
         #[arg(long, default_value_t = 60)]
         fps: u32,
     },
+    /// Assignments per second and p99 through the authenticated WebSocket front door, with
+    /// the in-memory store and with Redis, and the memory of 10,000 idle client WebSockets.
+    Signaling {
+        /// Seconds each assignment phase runs.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Idle WebSockets to hold.
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+        /// Skip the Redis phase.
+        #[arg(long)]
+        skip_redis: bool,
+    },
+    /// The capture layer in a Vulkan title under Xvfb: present overhead, GPU convert +
+    /// readback against GStreamer's videoconvert, drops.
+    Capture {
+        /// Frames the title presents per run.
+        #[arg(long, default_value_t = 300)]
+        frames: u32,
+        /// Only this size (`WIDTHxHEIGHT`); both 1280x720 and 1920x1080 by default.
+        #[arg(long)]
+        size: Option<String>,
+        /// Pause between the title's frames in ms (16 ≈ 60 fps).
+        #[arg(long, default_value_t = 16)]
+        interval_ms: u64,
+    },
     /// Glass-to-glass and input-to-photon latency through a real client, on loopback.
     E2e {
         /// Which client plays the stream.
@@ -110,6 +141,12 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // The signaling bench runs its service in a child process: this binary, re-executed.
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some(signaling_bench::SERVE_SUBCOMMAND) {
+        let store = argv.next().unwrap_or_else(|| "memory".to_string());
+        return signaling_bench::serve(&store);
+    }
     let cli = Cli::parse();
     let report: Report = match cli.bench {
         Bench::Pipeline {
@@ -148,6 +185,45 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Bench::Predict { traces } => predict::run(&PredictArgs { traces })?,
+        Bench::Signaling {
+            seconds,
+            concurrency,
+            idle,
+            skip_redis,
+        } => signaling_bench::run(&SignalingArgs {
+            seconds,
+            concurrency,
+            idle,
+            skip_redis,
+        })?,
+        Bench::Capture {
+            frames,
+            size,
+            interval_ms,
+        } => {
+            let mut args = CaptureArgs {
+                frames,
+                interval_ms,
+                ..CaptureArgs::default()
+            };
+            if let Some(size) = size {
+                let (w, h) = size
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                    .with_context(|| format!("--size {size:?} is not WIDTHxHEIGHT"))?;
+                args.sizes = vec![(w, h)];
+            }
+            let runs = capture_bench::run(&args)?;
+            if cli.json {
+                let rows: Vec<_> = runs.iter().map(Report::to_json).collect();
+                println!("{}", serde_json::json!({ "runs": rows }));
+            } else {
+                for run in &runs {
+                    println!("{}", run.to_table());
+                }
+            }
+            return Ok(());
+        }
         Bench::Encode {
             frames,
             size,

@@ -1,5 +1,9 @@
-// Stratus browser client: asks the signaling service for a session, receives the node's video
-// over WebRTC and shows it with the lowest playout delay the browser allows.
+// Stratus browser client: lists the catalog, gets a session token, times the nearest nodes,
+// asks the signaling service for a session, receives the node's video over WebRTC and shows it
+// with the lowest playout delay the browser allows.
+//
+// URL parameters: `title=<id>` starts that title without the picker; `relay=1` forces
+// relay-only ICE (through the TURN server signaling hands out).
 //
 // `window.stratus` exposes the session state for people and tests: `status`,
 // `connectionState`, `sessionId`, `nodeId`, `error`, `pc`, and `inspectFrame()`, which reads the
@@ -49,7 +53,85 @@ const state = {
 };
 window.stratus = state;
 
-export function start({ video, status, stats, touch = null, fullscreen = null }) {
+/** Asks the signaling service for a session token (see its `POST /api/token`). */
+export async function fetchToken(title) {
+  const res = await fetch('/api/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(title ? { title } : {}),
+    credentials: 'same-origin',
+  });
+  let body = {};
+  try { body = await res.json(); } catch { /* not JSON */ }
+  if (!res.ok) {
+    const err = new Error(body.error || `token request failed (${res.status})`);
+    err.status = res.status;
+    throw err;
+  }
+  return body.token;
+}
+
+/** Times `GET url` (best of `tries`), in ms; null when it fails or takes over `limitMs`. */
+async function timeProbe(url, tries = 3, limitMs = 1000) {
+  let best = null;
+  for (let i = 0; i < tries; i++) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), limitMs);
+    const t0 = performance.now();
+    try {
+      await fetch(url, { cache: 'no-store', mode: 'cors', signal: ctl.signal });
+      const ms = performance.now() - t0;
+      best = best === null ? ms : Math.min(best, ms);
+    } catch { /* unreachable from here */ } finally { clearTimeout(timer); }
+  }
+  return best;
+}
+
+/** Round trips to the nearest candidate nodes for `title`, by node id (may be empty). */
+export async function measureRtts(title) {
+  const rtts = {};
+  try {
+    const res = await fetch('/api/probe' + (title ? `?title=${encodeURIComponent(title)}` : ''));
+    if (!res.ok) return rtts;
+    const targets = await res.json();
+    await Promise.all(targets.map(async (t) => {
+      const ms = await timeProbe(t.url);
+      if (ms !== null) rtts[t.node_id] = Math.round(ms * 10) / 10;
+    }));
+  } catch { /* probing is an optimisation; assignment falls back to distance */ }
+  state.rtts = rtts;
+  return rtts;
+}
+
+/** Shows the catalog in `picker` and resolves with the chosen title id. */
+export async function pickTitle(picker) {
+  const res = await fetch('/api/titles');
+  if (!res.ok) throw new Error(`cannot load the catalog (${res.status})`);
+  const titles = await res.json();
+  state.titles = titles;
+  if (titles.length <= 1) return titles.length ? titles[0].id : null;
+  picker.replaceChildren();
+  const heading = document.createElement('h1');
+  heading.textContent = 'Choose a game';
+  picker.append(heading);
+  return new Promise((resolve) => {
+    for (const t of titles) {
+      const b = document.createElement('button');
+      b.dataset.title = t.id;
+      b.disabled = !t.available;
+      b.textContent = t.name;
+      const sub = document.createElement('small');
+      sub.textContent = t.available ? `${t.studio}` : `${t.studio} · no node online`;
+      b.append(sub);
+      b.addEventListener('click', () => { picker.classList.remove('on'); resolve(t.id); });
+      picker.append(b);
+    }
+    picker.classList.add('on');
+    state.status = 'choosing a title';
+  });
+}
+
+export function start({ video, status, stats, touch = null, fullscreen = null, picker = null }) {
   if (fullscreen) {
     fullscreen.addEventListener('click', () => {
       const stage = video.parentElement;
@@ -97,8 +179,10 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
   // refresh, refreshed from getStats every second.
   const horizon = new Horizon(10, 5, 8);
   const params = new URLSearchParams(location.search);
-  const title = params.get('title');
-  const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  let title = params.get('title');
+  const relayOnly = params.get('relay') === '1';
+  const wsBase = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  let iceServers = [];
   let pc = null;
   let ws = null;
   let channel = null;
@@ -131,14 +215,26 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
     tick();
   };
 
-  function connect() {
+  async function connect() {
+    say('signing in…');
+    let token;
+    try {
+      token = await fetchToken(title);
+    } catch (e) {
+      if (e.status === 401 || e.status === 403) { say(`cannot get a session token: ${e.message}`, true); return; }
+      retry(`cannot get a session token (${e.message})`);
+      return;
+    }
+    say('finding the nearest node…');
+    const rtts = await measureRtts(title);
     say('connecting to signaling…');
-    const sock = new WebSocket(wsUrl);
+    const sock = new WebSocket(`${wsBase}?token=${encodeURIComponent(token)}`);
     ws = sock;
     const send = (msg) => { if (sock.readyState === WebSocket.OPEN) sock.send(JSON.stringify(msg)); };
     sock.onopen = () => {
       const hello = { type: 'hello', version: PROTOCOL_VERSION };
       if (title) hello.title = title;
+      if (Object.keys(rtts).length) hello.rtt_ms = rtts;
       send(hello);
       say('waiting for a node…');
     };
@@ -154,6 +250,7 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
         case 'welcome':
           state.sessionId = msg.session_id;
           state.nodeId = msg.node_id;
+          iceServers = msg.ice_servers || [];
           say(`node ${msg.node_id}: negotiating…`);
           pc = await negotiate(send);
           break;
@@ -168,7 +265,8 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
           break;
         case 'error':
           if (msg.code === 'version_mismatch') { teardown(); say(`${msg.message}; reload the page`, true); }
-          else if (msg.code === 'no_node_available') retry('no node is available');
+          else if (msg.code === 'no_node_available' || msg.code === 'unavailable') retry(msg.message || 'no node is available');
+          else if (msg.code === 'forbidden' || msg.code === 'unknown_title') { teardown(); say(msg.message, true); }
           else say(`${msg.code.replaceAll('_', ' ')}: ${msg.message}`, true);
           break;
       }
@@ -176,7 +274,7 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
   }
 
   async function negotiate(send) {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
     state.pc = pc;
     const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
     // Reliable and ordered: a lost key-up would leave a key stuck in the game.
@@ -234,5 +332,12 @@ export function start({ video, status, stats, touch = null, fullscreen = null })
     });
   }, 1000);
 
-  connect();
+  const begin = async () => {
+    if (!title && picker) {
+      try { title = await pickTitle(picker); } catch (e) { say(e.message, true); return; }
+    }
+    state.title = title;
+    connect();
+  };
+  begin();
 }

@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use signaling::protocol::{self, ErrorCode, NodeMsg, PROTOCOL_VERSION, ServerMsg};
+use signaling::protocol::{self, ErrorCode, NodeMsg, PROTOCOL_VERSION, ServerMsg, SessionStats};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
@@ -28,7 +31,8 @@ type Ws =
 pub struct Node {
     config: NodeConfig,
     sessions: HashMap<String, mpsc::Sender<SessionCmd>>,
-    ended: JoinSet<(String, String)>,
+    ended: JoinSet<(String, String, u64)>,
+    draining: bool,
     to_signaling_tx: mpsc::Sender<NodeMsg>,
     to_signaling_rx: mpsc::Receiver<NodeMsg>,
 }
@@ -47,6 +51,7 @@ impl Node {
             config,
             sessions: HashMap::new(),
             ended: JoinSet::new(),
+            draining: false,
             to_signaling_tx,
             to_signaling_rx,
         }
@@ -57,14 +62,29 @@ impl Node {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-        let url = self.config.signaling_url.clone();
-        loop {
+        let probe = self.start_probe().await;
+        let urls = self.config.signaling_urls.clone();
+        if urls.is_empty() {
+            tracing::error!("no signaling URL is configured; the node cannot take sessions");
+        }
+        let mut attempt = 0usize;
+        while !urls.is_empty() {
+            // Fail over between replicas: each attempt tries the next URL.
+            let url = urls[attempt % urls.len()].clone();
+            attempt += 1;
+            let request = match self.request(&url) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("signaling URL {url} is unusable: {e}");
+                    break;
+                }
+            };
             let connected = tokio::select! {
-                r = tokio_tungstenite::connect_async(url.as_str()) => r,
+                r = tokio_tungstenite::connect_async(request) => r,
                 _ = &mut shutdown => break,
             };
             let reason = match connected {
-                Ok((ws, _)) => match self.serve(ws, &mut backoff, &mut shutdown).await {
+                Ok((ws, _)) => match self.serve(ws, &url, &mut backoff, &mut shutdown).await {
                     Disconnect::Shutdown => break,
                     Disconnect::Lost(reason) => reason,
                 },
@@ -81,11 +101,56 @@ impl Node {
             }
         }
         self.end_all("the node is shutting down").await;
+        if let Some(probe) = probe {
+            probe.abort();
+        }
+    }
+
+    /// Starts the RTT probe endpoint when configured.
+    async fn start_probe(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let addr = self.config.probe_listen?;
+        match crate::probe::bind(addr).await {
+            Ok(listener) => {
+                let bound = listener.local_addr().unwrap_or(addr);
+                if self.config.probe_url.is_none() {
+                    self.config.probe_url = Some(format!("http://{bound}/probe"));
+                }
+                tracing::info!(%bound, "RTT probe endpoint listening");
+                Some(tokio::spawn(crate::probe::serve(listener)))
+            }
+            Err(e) => {
+                tracing::warn!("cannot serve the RTT probe endpoint on {addr}: {e}; clients will rank this node by distance");
+                None
+            }
+        }
+    }
+
+    /// The WebSocket request for `url`, with a fresh signed token when the node has a key.
+    fn request(
+        &self,
+        url: &str,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        if let Some(key) = &self.config.node_key {
+            let key = signaling::token::TokenKey::from_secret_str(key).map_err(|e| format!("node key: {e}"))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let (token, _) = key
+                .issue(&self.config.node_id, signaling::token::AUD_NODE, 60, None, now)
+                .map_err(|e| e.to_string())?;
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|e| format!("token header: {e}"))?;
+            request.headers_mut().insert("authorization", value);
+        }
+        Ok(request)
     }
 
     async fn serve(
         &mut self,
         ws: Ws,
+        url: &str,
         backoff: &mut Backoff,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Disconnect {
@@ -94,17 +159,28 @@ impl Node {
             version: PROTOCOL_VERSION,
             node_id: self.config.node_id.clone(),
             capacity: self.config.capacity,
-            titles: vec!["demo".into()],
+            titles: self.config.titles.clone(),
+            site: self.config.site.clone(),
+            gpu_class: self.config.gpu_class.clone(),
+            public_addr: self.config.public_addr.clone(),
+            probe_url: self.config.probe_url.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         if let Err(e) = sink.send(text(&hello)).await {
             return Disconnect::Lost(format!("cannot send hello ({e})"));
         }
         let registered = tokio::time::timeout(REGISTER_TIMEOUT, stream.next()).await;
+        let heartbeat_every;
         match registered {
             Ok(Some(Ok(Message::Text(t)))) => match protocol::parse::<ServerMsg>(&t) {
-                Ok(ServerMsg::Registered { node_id, .. }) => {
-                    tracing::info!(node_id, url = %self.config.signaling_url, "registered with signaling");
+                Ok(ServerMsg::Registered {
+                    node_id,
+                    heartbeat_ms,
+                    ..
+                }) => {
+                    tracing::info!(node_id, url, "registered with signaling");
                     backoff.reset();
+                    heartbeat_every = Duration::from_millis(u64::from(heartbeat_ms.clamp(100, 10_000)));
                 }
                 Ok(ServerMsg::Error { code, message }) => {
                     return Disconnect::Lost(format!("registration refused: {code:?}: {message}"));
@@ -116,9 +192,20 @@ impl Node {
             }
             Err(_) => return Disconnect::Lost("no reply to hello".into()),
         }
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Sessions that ended while we were away are reported now.
         loop {
             tokio::select! {
+                _ = heartbeat.tick() => {
+                    let beat = NodeMsg::Heartbeat {
+                        sessions: self.sessions.len() as u32,
+                        draining: self.draining,
+                    };
+                    if let Err(e) = sink.send(text(&beat)).await {
+                        return Disconnect::Lost(format!("send failed ({e})"));
+                    }
+                },
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(t))) => self.handle(&t),
                     Some(Ok(Message::Close(_))) | None => return Disconnect::Lost("connection closed".into()),
@@ -131,10 +218,11 @@ impl Node {
                     }
                 },
                 Some(done) = self.ended.join_next(), if !self.ended.is_empty() => {
-                    if let Ok((session_id, reason)) = done {
+                    if let Ok((session_id, reason, bytes_sent)) = done {
                         self.sessions.remove(&session_id);
-                        tracing::info!(session_id, reason, "session over");
-                        let msg = NodeMsg::SessionEnded { session_id, reason };
+                        tracing::info!(session_id, reason, bytes_sent, "session over");
+                        let stats = Some(SessionStats { bytes_sent, rtt_ms: None });
+                        let msg = NodeMsg::SessionEnded { session_id, reason, stats };
                         if let Err(e) = sink.send(text(&msg)).await {
                             return Disconnect::Lost(format!("send failed ({e})"));
                         }
@@ -173,6 +261,10 @@ impl Node {
                     let _ = s.try_send(SessionCmd::End(reason));
                 }
             }
+            ServerMsg::Drain => {
+                tracing::info!("draining: finishing running sessions, taking no new ones");
+                self.draining = true;
+            }
             ServerMsg::Error { code, message } => {
                 tracing::warn!(?code, "signaling reported: {message}");
             }
@@ -189,6 +281,7 @@ impl Node {
             let _ = self.to_signaling_tx.try_send(NodeMsg::SessionEnded {
                 session_id,
                 reason: format!("{:?}: the node is at capacity", ErrorCode::NoNodeAvailable),
+                stats: None,
             });
             return;
         }
@@ -199,12 +292,14 @@ impl Node {
             offer_sdp,
             video: self.config.video.clone(),
             rtc_ip: self.config.rtc_ip,
+            bytes_sent: Arc::new(AtomicU64::new(0)),
         };
+        let bytes_sent = params.bytes_sent.clone();
         let to_signaling = self.to_signaling_tx.clone();
         tracing::info!(session_id, "starting a session");
         self.ended.spawn(async move {
             let reason = session::run(params, to_signaling, rx).await;
-            (session_id, reason)
+            (session_id, reason, bytes_sent.load(Ordering::Relaxed))
         });
     }
 

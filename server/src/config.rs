@@ -46,27 +46,67 @@ impl Default for VideoConfig {
 }
 
 /// Everything a node needs to run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct NodeConfig {
-    /// WebSocket URL of the signaling service's node endpoint, e.g. `ws://127.0.0.1:8080/ws/node`.
-    pub signaling_url: String,
+    /// WebSocket URLs of the signaling replicas' node endpoint, e.g.
+    /// `ws://127.0.0.1:8080/ws/node`; the node uses the first that answers and fails over to
+    /// the next when it is lost.
+    pub signaling_urls: Vec<String>,
     /// This node's id in the fleet.
     pub node_id: String,
     /// Concurrent sessions to accept.
     pub capacity: u32,
+    /// Where the node runs (region, country, coordinates), for nearest-node assignment.
+    pub site: signaling::protocol::NodeSite,
+    /// GPU class reported to signaling (`cpu` for lavapipe).
+    pub gpu_class: String,
+    /// Titles installed.
+    pub titles: Vec<String>,
+    /// Public address, reported for the operator.
+    pub public_addr: Option<String>,
+    /// Address to serve the RTT probe endpoint on (`GET /probe`); none when absent.
+    pub probe_listen: Option<std::net::SocketAddr>,
+    /// URL clients reach the probe endpoint at (defaults to `http://<probe_listen>/probe`).
+    pub probe_url: Option<String>,
+    /// Key the node signs its signaling token with (the service's `node_key`).
+    pub node_key: Option<String>,
     /// Address to gather ICE host candidates on (`127.0.0.1` for a loopback demo).
     pub rtc_ip: IpAddr,
     /// Video settings.
     pub video: VideoConfig,
 }
 
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("signaling_urls", &self.signaling_urls)
+            .field("node_id", &self.node_id)
+            .field("capacity", &self.capacity)
+            .field("site", &self.site)
+            .field("gpu_class", &self.gpu_class)
+            .field("titles", &self.titles)
+            .field("probe_listen", &self.probe_listen)
+            .field("node_key", &self.node_key.as_ref().map(|_| "<set>"))
+            .field("rtc_ip", &self.rtc_ip)
+            .field("video", &self.video)
+            .finish_non_exhaustive()
+    }
+}
+
 impl NodeConfig {
     /// A node on loopback with the defaults, talking to `signaling_url`.
     pub fn loopback(signaling_url: impl Into<String>) -> Self {
         Self {
-            signaling_url: signaling_url.into(),
+            signaling_urls: vec![signaling_url.into()],
             node_id: "local".into(),
             capacity: 2,
+            site: signaling::protocol::NodeSite::default(),
+            gpu_class: "cpu".into(),
+            titles: vec![signaling::catalog::DEMO_TITLE.to_string()],
+            public_addr: None,
+            probe_listen: None,
+            probe_url: None,
+            node_key: None,
             rtc_ip: IpAddr::from([127, 0, 0, 1]),
             video: VideoConfig::default(),
         }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod controls;
 pub mod media;
 pub mod peer;
+pub mod probe;
 pub mod session;
 
 pub use agent::Node;

@@ -16,13 +16,42 @@ struct Cli {
     /// one-command demo. The browser URL is printed at start.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
     demo: Option<SocketAddr>,
-    /// WebSocket URL of the signaling service's node endpoint (ignored with --demo).
+    /// WebSocket URL of the signaling service's node endpoint (ignored with --demo); give
+    /// several, comma-separated, to fail over between replicas.
     #[arg(
         long,
         default_value = "ws://127.0.0.1:8080/ws/node",
-        env = "STRATUS_SIGNALING"
+        env = "STRATUS_SIGNALING",
+        value_delimiter = ','
     )]
-    signaling: String,
+    signaling: Vec<String>,
+    /// Key to sign this node's signaling token with (the service's `node_key`).
+    #[arg(long, env = "STRATUS_NODE_KEY", hide_env_values = true)]
+    node_key: Option<String>,
+    /// Region the node runs in, e.g. eu-west.
+    #[arg(long, default_value = "", env = "STRATUS_REGION")]
+    region: String,
+    /// ISO 3166-1 alpha-2 country the node runs in.
+    #[arg(long, env = "STRATUS_COUNTRY")]
+    country: Option<String>,
+    /// Latitude of the node's site, for nearest-node assignment.
+    #[arg(long, requires = "lon", allow_negative_numbers = true)]
+    lat: Option<f64>,
+    /// Longitude of the node's site.
+    #[arg(long, requires = "lat", allow_negative_numbers = true)]
+    lon: Option<f64>,
+    /// GPU class reported to signaling (geofence rules and titles name it).
+    #[arg(long, default_value = "cpu")]
+    gpu_class: String,
+    /// Address to serve the RTT probe endpoint (`GET /probe`) on, e.g. 0.0.0.0:8090.
+    #[arg(long)]
+    probe_listen: Option<SocketAddr>,
+    /// URL players reach the probe endpoint at (default: http://<probe-listen>/probe).
+    #[arg(long)]
+    probe_url: Option<String>,
+    /// Public address, reported to the operator view.
+    #[arg(long)]
+    public_addr: Option<String>,
     /// This node's id in the fleet.
     #[arg(long, default_value = "local", env = "STRATUS_NODE_ID")]
     node_id: String,
@@ -78,10 +107,28 @@ async fn main() -> anyhow::Result<()> {
         roi_size: cli.roi_size,
         ..VideoConfig::default()
     };
+    let coords = match (cli.lat, cli.lon) {
+        (Some(lat), Some(lon)) => Some(
+            signaling::geo::LatLon::new(lat, lon)
+                .context("--lat must be within ±90 and --lon within ±180")?,
+        ),
+        _ => None,
+    };
     let mut config = NodeConfig {
-        signaling_url: cli.signaling,
+        signaling_urls: cli.signaling,
         node_id: cli.node_id,
         capacity: cli.capacity,
+        site: signaling::protocol::NodeSite {
+            region: cli.region,
+            country: cli.country.map(|c| c.to_ascii_uppercase()),
+            coords,
+        },
+        gpu_class: cli.gpu_class,
+        titles: vec![signaling::catalog::DEMO_TITLE.to_string()],
+        public_addr: cli.public_addr,
+        probe_listen: cli.probe_listen,
+        probe_url: cli.probe_url,
+        node_key: cli.node_key,
         rtc_ip: cli.rtc_ip,
         video,
     };
@@ -102,13 +149,13 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("cannot start the embedded signaling service")?;
             let addr = service.local_addr();
-            config.signaling_url = format!("ws://{addr}/ws/node");
+            config.signaling_urls = vec![format!("ws://{addr}/ws/node")];
             println!("\n  Stratus demo: open http://{addr}/ in a browser\n");
             Some(tokio::spawn(service.run(stopped(stop_rx.clone()))))
         }
         None => None,
     };
-    tracing::info!(node_id = %config.node_id, signaling = %config.signaling_url, "node starting");
+    tracing::info!(node_id = %config.node_id, signaling = ?config.signaling_urls, "node starting");
     Node::new(config).run(stopped(stop_rx)).await;
     if let Some(service) = embedded {
         service.await.context("signaling task")??;

@@ -64,6 +64,8 @@ pub struct SessionParams {
     pub video: VideoConfig,
     /// Address for ICE host candidates.
     pub rtc_ip: IpAddr,
+    /// Media bytes handed to the transport, for the session record.
+    pub bytes_sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 enum PeerEvent {
@@ -331,13 +333,19 @@ async fn negotiate_and_stream(
                     duration,
                     ..Sample::new(Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
                 };
+                let bytes = sample.data.len() as u64;
                 let res = track
                     .sample_writer(ssrc, payload_type)
                     .with_extension(HeaderExtension::PlayoutDelay(PlayoutDelayExtension::new(0, 0)))
                     .write_sample(&sample)
                     .await;
-                if let Err(e) = res {
-                    tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
+                match res {
+                    Ok(_) => {
+                        params.bytes_sent.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
+                    }
                 }
                 tracing::trace!(
                     session_id = %sid,

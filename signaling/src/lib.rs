@@ -15,9 +15,17 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod hub;
+pub mod assign;
+pub mod catalog;
+pub mod config;
+pub mod geo;
+pub mod metrics;
+pub mod policy;
 pub mod protocol;
 pub mod service;
+pub mod store;
+pub mod token;
+pub mod turn;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -42,6 +50,9 @@ pub enum SignalingError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The server loop failed.
     #[error("signaling service on {addr} failed: {source}")]
     Serve {

@@ -1,18 +1,31 @@
 //! `stratus-signaling`: the signaling service binary.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use signaling::config::{Config, DEFAULT_LISTEN};
 use tracing_subscriber::EnvFilter;
 
-/// Stratus signaling service: pairs players with nodes and serves the browser client.
+/// Stratus signaling service: assigns players to nodes, relays their negotiation, keeps the
+/// catalog, and serves the browser client.
 #[derive(Debug, Parser)]
 #[command(name = "stratus-signaling", version)]
 struct Cli {
-    /// Address to listen on for HTTP and WebSocket connections.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "STRATUS_LISTEN")]
-    listen: SocketAddr,
+    /// Configuration file (TOML; see the README's signaling section). Without one the embedded
+    /// defaults apply: in-memory store, open token endpoint, no TURN.
+    #[arg(long, env = "STRATUS_SIGNALING_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides the file).
+    #[arg(long, env = "STRATUS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// `memory` or a `redis://` URL (overrides the file).
+    #[arg(long, env = "STRATUS_STORE")]
+    store: Option<String>,
+    /// This replica's id (overrides the file).
+    #[arg(long, env = "STRATUS_REPLICA_ID")]
+    replica_id: Option<String>,
 }
 
 #[tokio::main]
@@ -23,10 +36,27 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let service = signaling::service::Service::bind(cli.listen).await?;
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if cli.store.is_some() {
+        config.store = cli.store;
+    }
+    if cli.replica_id.is_some() {
+        config.replica_id = cli.replica_id;
+    }
+    let listen = cli
+        .listen
+        .or(config.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
+    let service = signaling::service::Service::bind_with(listen, &config).await?;
+    let shared = service.shared();
     println!(
-        "stratus-signaling: listening on http://{}/",
-        service.local_addr()
+        "stratus-signaling: replica {} listening on http://{}/ (store: {})",
+        shared.replica,
+        service.local_addr(),
+        shared.store.kind()
     );
     service
         .run(async {

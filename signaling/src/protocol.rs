@@ -18,7 +18,11 @@
 //!   bye / close ─────────────▶ ──────────────▶ end_session
 //! ```
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::geo::LatLon;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -44,6 +48,20 @@ pub struct IceCandidate {
     pub sdp_mline_index: Option<u16>,
 }
 
+/// A STUN or TURN server for the peer connection, as the browser's `RTCIceServer` spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceServer {
+    /// `stun:` or `turn:`/`turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name (for TURN REST credentials, `expiry:user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
 /// What a player's client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -52,9 +70,13 @@ pub enum ClientMsg {
     Hello {
         /// Must equal [`PROTOCOL_VERSION`].
         version: u32,
-        /// The title to play; the node's default title when absent.
+        /// The title to play; the catalog's default title when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
+        /// Round-trip times in milliseconds the client measured to candidate nodes' probe
+        /// endpoints (`GET /api/probe` lists them), by node id. Assignment prefers the lowest.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        rtt_ms: BTreeMap<String, f64>,
     },
     /// The client's SDP offer.
     Offer {
@@ -85,6 +107,30 @@ pub enum NodeMsg {
         /// Titles it can launch.
         #[serde(default)]
         titles: Vec<String>,
+        /// Where the node runs: its region, country and coordinates.
+        #[serde(flatten)]
+        site: NodeSite,
+        /// GPU class, e.g. `h100`, `l4`, `cpu` (lavapipe); geofence rules and titles name it.
+        #[serde(default = "default_gpu_class")]
+        gpu_class: String,
+        /// Address players' media reaches the node at (informational; ICE finds the path).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_addr: Option<String>,
+        /// URL clients time a `GET` against to measure their round trip to this node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probe_url: Option<String>,
+        /// The node software's version.
+        #[serde(default)]
+        agent_version: String,
+    },
+    /// Sent every second; a node silent for 3 s is taken for dead.
+    Heartbeat {
+        /// Sessions it runs now.
+        #[serde(default)]
+        sessions: u32,
+        /// True when the node takes no new sessions (it finishes the ones it has).
+        #[serde(default)]
+        draining: bool,
     },
     /// The node's SDP answer for a session.
     Answer {
@@ -106,7 +152,39 @@ pub enum NodeMsg {
         session_id: String,
         /// Why, for the player and the session record.
         reason: String,
+        /// What the session carried, for the session record.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stats: Option<SessionStats>,
     },
+}
+
+/// Where a node runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeSite {
+    /// Region name, e.g. `eu-west`.
+    #[serde(default)]
+    pub region: String,
+    /// ISO 3166-1 alpha-2 country code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Latitude and longitude.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coords: Option<LatLon>,
+}
+
+fn default_gpu_class() -> String {
+    "cpu".to_string()
+}
+
+/// What a session carried, as the node measured it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionStats {
+    /// Media bytes sent to the player.
+    #[serde(default)]
+    pub bytes_sent: u64,
+    /// Last round-trip time to the player, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
 }
 
 /// Why the service refused or ended something.
@@ -127,6 +205,14 @@ pub enum ErrorCode {
     DuplicateNode,
     /// The session does not exist (ended, or never did).
     UnknownSession,
+    /// The title is not in the catalog.
+    UnknownTitle,
+    /// Policy does not allow the request (e.g. the geofence).
+    Forbidden,
+    /// The peer sent messages faster than allowed.
+    RateLimited,
+    /// The signaling store failed; try again.
+    Unavailable,
 }
 
 /// What the service sends to clients and nodes.
@@ -141,6 +227,9 @@ pub enum ServerMsg {
         session_id: String,
         /// The node that will serve it.
         node_id: String,
+        /// STUN/TURN servers to give the peer connection (TURN credentials are short-lived).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// To a node: registration accepted.
     Registered {
@@ -148,7 +237,11 @@ pub enum ServerMsg {
         version: u32,
         /// The id the node registered with.
         node_id: String,
+        /// How often to send [`NodeMsg::Heartbeat`], in milliseconds.
+        heartbeat_ms: u32,
     },
+    /// To a node: the operator asked it to drain (finish its sessions, take no new ones).
+    Drain,
     /// To a node: a client wants a session; here is its offer.
     StartSession {
         /// The new session.
@@ -158,6 +251,12 @@ pub enum ServerMsg {
         title: Option<String>,
         /// The client's offer.
         sdp: String,
+        /// Fencing epoch of the slot reservation that admitted this session.
+        #[serde(default)]
+        epoch: u64,
+        /// STUN/TURN servers the node may use for this session.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// To a client: the node's answer.
     Answer {
@@ -208,6 +307,64 @@ impl ServerMsg {
     }
 }
 
+/// Longest ICE candidate line accepted.
+pub const MAX_CANDIDATE_BYTES: usize = 1024;
+
+/// Checks that `sdp` looks like a session description: starts with `v=0`, has lines, and
+/// carries no NUL. Signaling relays SDP opaquely otherwise; peers parse it fully.
+pub fn check_sdp(sdp: &str) -> Result<(), String> {
+    if !sdp.starts_with("v=0") {
+        return Err("sdp must start with \"v=0\"".into());
+    }
+    if sdp.contains('\0') {
+        return Err("sdp must not contain NUL".into());
+    }
+    Ok(())
+}
+
+/// Checks an ICE candidate: empty (end of candidates) or one `candidate:` line.
+pub fn check_candidate(c: &IceCandidate) -> Result<(), String> {
+    let line = &c.candidate;
+    if line.len() > MAX_CANDIDATE_BYTES {
+        return Err(format!("candidate longer than {MAX_CANDIDATE_BYTES} bytes"));
+    }
+    if !line.is_empty() && !line.starts_with("candidate:") {
+        return Err("candidate must start with \"candidate:\"".into());
+    }
+    if line.contains(['\r', '\n', '\0']) {
+        return Err("candidate must be one line".into());
+    }
+    if c.sdp_mid.as_ref().is_some_and(|m| m.len() > 64) {
+        return Err("sdpMid longer than 64 bytes".into());
+    }
+    Ok(())
+}
+
+impl ClientMsg {
+    /// Checks the contents beyond their JSON shape (SDP and candidates).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ClientMsg::Offer { sdp } => check_sdp(sdp),
+            ClientMsg::Ice { candidate } => check_candidate(candidate),
+            ClientMsg::Hello { rtt_ms, .. } if rtt_ms.len() > 64 => {
+                Err("at most 64 measured round trips".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl NodeMsg {
+    /// Checks the contents beyond their JSON shape (SDP and candidates).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            NodeMsg::Answer { sdp, .. } => check_sdp(sdp),
+            NodeMsg::Ice { candidate, .. } => check_candidate(candidate),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Parses one message of type `T`, turning any failure into a one-line description fit to send
 /// back in an [`ErrorCode::BadMessage`] error.
 pub fn parse<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
@@ -231,7 +388,8 @@ mod tests {
             msg,
             ClientMsg::Hello {
                 version: 1,
-                title: None
+                title: None,
+                rtt_ms: BTreeMap::new(),
             }
         );
         let ice: ClientMsg = parse(

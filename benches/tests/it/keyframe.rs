@@ -91,7 +91,7 @@ async fn pli_from_the_player_brings_an_idr() {
     config.video.height = 360;
     let stack = crate::support::start(config).await;
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", stack.addr))
+    let (mut ws, _) = tokio_tungstenite::connect_async(stack.client_ws_url().expect("token"))
         .await
         .expect("ws");
     let send = |v: Value| Message::Text(v.to_string().into());

@@ -7,4 +7,6 @@ mod first_light;
 mod input_demo;
 mod keyframe;
 mod predict_js;
+mod relay;
+mod title_picker;
 mod support;

@@ -41,9 +41,14 @@ pub async fn turn() -> MutexGuard<'static, ()> {
 /// Waits for the streaming lock, then starts the lab for a test, panicking with the reason if
 /// it cannot.
 pub async fn start(config: NodeConfig) -> Exclusive {
+    start_with(config, &signaling::config::Config::default()).await
+}
+
+/// [`start`] with a signaling configuration of the test's.
+pub async fn start_with(config: NodeConfig, signaling: &signaling::config::Config) -> Exclusive {
     init_logging();
     let turn = turn().await;
-    let lab = Lab::start(config)
+    let lab = Lab::start_with(config, signaling)
         .await
         .expect("start signaling and a node");
     Exclusive { lab, _turn: turn }
