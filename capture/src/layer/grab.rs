@@ -3,9 +3,9 @@
 //! host-visible buffer for the read-back.
 //!
 //! Two submissions per frame: the copy (which waits for the game's present semaphores and
-//! signals [`Grab::copied`], the only semaphore the present then waits for), and the conversion
-//! (which signals the fence the layer's worker thread waits on). So the game's present is held
-//! back by the copy alone, never by the conversion or the read-back.
+//! signals [`Grab::copied`], the only semaphore the present then waits for) before the present,
+//! and the conversion (which signals the fence the layer's worker thread waits on) after it. So
+//! the game's present is held back by the copy alone, never by the conversion or the read-back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,10 +141,12 @@ impl Grab {
         self.copied
     }
 
-    /// Records and submits the copy of `image` (in `PRESENT_SRC_KHR` layout, left in it) after
-    /// `waits`, then the conversion. Returns the semaphore the present must wait for instead of
-    /// `waits`. The previous frame of this grab must be complete ([`Grab::wait`] returned).
-    pub fn submit(
+    /// Records the copy of `image` (in `layout`, left in it) and the conversion, and submits
+    /// the copy after `waits`. Returns the semaphore the present must wait for instead of
+    /// `waits`. Call [`Grab::submit_convert`] next, after the present: so the present never
+    /// queues behind the conversion. The previous frame of this grab must be complete
+    /// ([`Grab::wait`] returned).
+    pub fn submit_copy(
         &self,
         queue: vk::Queue,
         image: vk::Image,
@@ -201,7 +203,6 @@ impl Grab {
             .size(vk::WHOLE_SIZE)];
         let wait_stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
         let copy_cmds = [self.copy_cmd];
-        let convert_cmds = [self.convert_cmd];
         let signal = [self.copied];
         // SAFETY: the caller guarantees the previous use of these command buffers and the fence
         // completed; every handle belongs to this device; the image is a presentable image of
@@ -269,17 +270,38 @@ impl Grab {
             device
                 .queue_submit(queue, &copy, vk::Fence::null())
                 .map_err(vk_err("vkQueueSubmit"))?;
-            let convert = [vk::SubmitInfo::default().command_buffers(&convert_cmds)];
-            if let Err(result) = device.queue_submit(queue, &convert, self.fence) {
-                // The copy is in flight and will signal `copied`, so the present must still
-                // wait for it; report the failure through the error type that says so.
-                return Err(CaptureError::ConvertSubmit {
-                    semaphore: self.copied,
-                    result,
-                });
-            }
         }
         Ok(self.copied)
+    }
+
+    /// Submits the conversion recorded by [`Grab::submit_copy`]; its completion signals the
+    /// fence [`Grab::wait`] waits for.
+    pub fn submit_convert(&self, queue: vk::Queue) -> Result<(), CaptureError> {
+        let cmds = [self.convert_cmd];
+        let convert = [vk::SubmitInfo::default().command_buffers(&cmds)];
+        // SAFETY: the command buffer was recorded by `submit_copy` and not submitted since.
+        unsafe { self.ctx.device().queue_submit(queue, &convert, self.fence) }
+            .map_err(vk_err("vkQueueSubmit"))
+    }
+
+    /// [`Grab::submit_copy`] then [`Grab::submit_convert`], for callers with no present
+    /// in between. If the conversion cannot be submitted, the error carries the semaphore the
+    /// copy will still signal.
+    pub fn submit(
+        &self,
+        queue: vk::Queue,
+        image: vk::Image,
+        layout: vk::ImageLayout,
+        waits: &[vk::Semaphore],
+    ) -> Result<vk::Semaphore, CaptureError> {
+        let semaphore = self.submit_copy(queue, image, layout, waits)?;
+        self.submit_convert(queue).map_err(|e| match e {
+            CaptureError::Vulkan { result, .. } => {
+                CaptureError::ConvertSubmit { semaphore, result }
+            }
+            other => other,
+        })?;
+        Ok(semaphore)
     }
 
     /// Waits up to `timeout` for the last submitted frame's conversion.

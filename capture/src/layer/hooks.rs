@@ -733,7 +733,7 @@ unsafe extern "system" fn queue_present(
     };
     // SAFETY: the application's present info is valid for the call.
     let app_info = unsafe { &*info };
-    let wait = if DISABLED.load(Ordering::Relaxed) {
+    let pending = if DISABLED.load(Ordering::Relaxed) {
         None
     } else {
         guard("vkQueuePresentKHR", || {
@@ -741,9 +741,9 @@ unsafe extern "system" fn queue_present(
         })
         .flatten()
     };
-    let result = match wait {
-        Some(sem) => {
-            let waits = [sem];
+    let result = match &pending {
+        Some(p) => {
+            let waits = [p.wait];
             let mut ours = *app_info;
             ours.wait_semaphore_count = 1;
             ours.p_wait_semaphores = waits.as_ptr();
@@ -759,17 +759,43 @@ unsafe extern "system" fn queue_present(
             tracing::warn!("stratus capture: device lost; capture stops on this device");
             lock(&data.capture).off = true;
         });
+    } else if let Some(p) = pending {
+        guard("vkQueuePresentKHR", || finish_present(&data, queue, p));
     }
     result
 }
 
-/// Our part of a present: picks the captured swapchain, submits the copy and conversion, and
-/// returns the semaphore the present must wait for (None: present unchanged).
+/// A frame whose copy is submitted: the present waits for `wait`; the conversion follows.
+struct Pending {
+    wait: vk::Semaphore,
+    job: Job,
+}
+
+/// After the present: submits the conversion and hands the frame to the worker.
+fn finish_present(data: &DeviceData, queue: vk::Queue, mut p: Pending) {
+    let Some(worker) = worker::get() else { return };
+    let start = Instant::now();
+    match p.job.grab.submit_convert(queue) {
+        Ok(()) => {
+            p.job.meta.hook_ns += start.elapsed().as_nanos() as u64;
+            worker.send(p.job);
+        }
+        Err(e) => {
+            // The grab stays busy (its fence will never signal), so it is never reused.
+            tracing::error!(error = %e, "stratus capture: conversion submit failed; capture stops on this device");
+            lock(&data.capture).off = true;
+            worker.count_drop();
+        }
+    }
+}
+
+/// Our part of a present before it: picks the captured swapchain, submits the copy, and returns
+/// the frame whose semaphore the present must wait for (None: present unchanged).
 fn capture_present(
     data: &DeviceData,
     queue: vk::Queue,
     info: &vk::PresentInfoKHR<'_>,
-) -> Option<vk::Semaphore> {
+) -> Option<Pending> {
     let entered = Instant::now();
     // SAFETY: valid dispatchable handle.
     let k = unsafe { key(data.device.handle().as_raw()) };
@@ -792,32 +818,61 @@ fn capture_present(
         worker.count_skip();
         return None;
     }
+    let frame = FrameMeta {
+        frame_id: meta_id,
+        present_ns,
+        width: 0,
+        height: 0,
+        hook_ns: 0,
+    };
+    let pending = submit_frame(data, queue, info, swapchains[i], indices[i], frame, entered);
+    // Every id a frame was given either reaches the ring or is counted as dropped, so the
+    // reader can tell drops from gaps.
+    if pending.is_none() {
+        worker.count_drop();
+    }
+    pending
+}
+
+/// Submits the copy of one present of the captured swapchain; None when the frame is dropped.
+fn submit_frame(
+    data: &DeviceData,
+    queue: vk::Queue,
+    info: &vk::PresentInfoKHR<'_>,
+    swapchain: vk::SwapchainKHR,
+    image_index: u32,
+    mut frame: FrameMeta,
+    entered: Instant,
+) -> Option<Pending> {
+    let none = None;
     let mut cap = lock(&data.capture);
     if cap.off || cap.failed.load(Ordering::Relaxed) {
         cap.off = true;
-        return None;
+        return none;
     }
-    let (image, format, width, height) = {
-        let sc = cap.swapchains.get(&swapchains[i])?;
-        (
-            *sc.images.get(indices[i] as usize)?,
+    let Some((image, format, width, height)) = cap.swapchains.get(&swapchain).and_then(|sc| {
+        Some((
+            *sc.images.get(image_index as usize)?,
             sc.format,
             sc.width,
             sc.height,
-        )
+        ))
+    }) else {
+        return none;
     };
-    let family = *lock(&data.queues).get(&queue)?;
+    let Some(family) = lock(&data.queues).get(&queue).copied() else {
+        return none;
+    };
     let slots_key = (width, height, format, family);
     if cap.slots_key != Some(slots_key)
         && let Err(e) = rebuild(data, &mut cap, slots_key)
     {
         tracing::error!(error = %e, "stratus capture: cannot set up capture; capture stops on this device");
         cap.off = true;
-        return None;
+        return none;
     }
     let Some(slot) = cap.slots.iter().find(|s| !s.busy.load(Ordering::Acquire)) else {
-        worker.count_drop();
-        return None;
+        return none;
     };
     let waits = if info.wait_semaphore_count == 0 || info.p_wait_semaphores.is_null() {
         &[][..]
@@ -829,35 +884,27 @@ fn capture_present(
     };
     match slot
         .grab
-        .submit(queue, image, vk::ImageLayout::PRESENT_SRC_KHR, waits)
+        .submit_copy(queue, image, vk::ImageLayout::PRESENT_SRC_KHR, waits)
     {
-        Ok(sem) => {
+        Ok(wait) => {
             slot.busy.store(true, Ordering::Release);
-            worker.send(Job {
-                grab: slot.grab.clone(),
-                busy: slot.busy.clone(),
-                meta: FrameMeta {
-                    frame_id: meta_id,
-                    present_ns,
-                    width,
-                    height,
-                    hook_ns: entered.elapsed().as_nanos() as u64,
+            frame.width = width;
+            frame.height = height;
+            frame.hook_ns = entered.elapsed().as_nanos() as u64;
+            Some(Pending {
+                wait,
+                job: Job {
+                    grab: slot.grab.clone(),
+                    busy: slot.busy.clone(),
+                    meta: frame,
+                    failed: cap.failed.clone(),
                 },
-                failed: cap.failed.clone(),
-            });
-            Some(sem)
-        }
-        Err(CaptureError::ConvertSubmit { semaphore, result }) => {
-            tracing::error!(%result, "stratus capture: conversion submit failed; capture stops on this device");
-            // The copy is in flight: keep this grab busy forever and wait for its semaphore.
-            slot.busy.store(true, Ordering::Release);
-            cap.off = true;
-            Some(semaphore)
+            })
         }
         Err(e) => {
             tracing::error!(error = %e, "stratus capture: copy submit failed; capture stops on this device");
             cap.off = true;
-            None
+            none
         }
     }
 }
