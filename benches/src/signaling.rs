@@ -64,15 +64,11 @@ pub fn serve(store: &str) -> anyhow::Result<()> {
             // over many connections; per-connection limits still apply.
             ..signaling::config::Config::default()
         };
-        let service = signaling::service::Service::bind_with(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            &config,
-        )
-        .await?;
+        let service =
+            signaling::service::Service::bind_with(SocketAddr::from(([127, 0, 0, 1], 0)), &config)
+                .await?;
         println!("listening {}", service.local_addr());
-        service
-            .run(std::future::pending())
-            .await?;
+        service.run(std::future::pending()).await?;
         Ok(())
     })
 }

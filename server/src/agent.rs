@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use signaling::protocol::{self, ErrorCode, NodeMsg, PROTOCOL_VERSION, ServerMsg, SessionStats};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::backoff::Backoff;
 use crate::config::NodeConfig;
@@ -119,7 +119,9 @@ impl Node {
                 Some(tokio::spawn(crate::probe::serve(listener)))
             }
             Err(e) => {
-                tracing::warn!("cannot serve the RTT probe endpoint on {addr}: {e}; clients will rank this node by distance");
+                tracing::warn!(
+                    "cannot serve the RTT probe endpoint on {addr}: {e}; clients will rank this node by distance"
+                );
                 None
             }
         }
@@ -132,12 +134,19 @@ impl Node {
     ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
         if let Some(key) = &self.config.node_key {
-            let key = signaling::token::TokenKey::from_secret_str(key).map_err(|e| format!("node key: {e}"))?;
+            let key = signaling::token::TokenKey::from_secret_str(key)
+                .map_err(|e| format!("node key: {e}"))?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let (token, _) = key
-                .issue(&self.config.node_id, signaling::token::AUD_NODE, 60, None, now)
+                .issue(
+                    &self.config.node_id,
+                    signaling::token::AUD_NODE,
+                    60,
+                    None,
+                    now,
+                )
                 .map_err(|e| e.to_string())?;
             let value = format!("Bearer {token}")
                 .parse()
@@ -180,7 +189,8 @@ impl Node {
                 }) => {
                     tracing::info!(node_id, url, "registered with signaling");
                     backoff.reset();
-                    heartbeat_every = Duration::from_millis(u64::from(heartbeat_ms.clamp(100, 10_000)));
+                    heartbeat_every =
+                        Duration::from_millis(u64::from(heartbeat_ms.clamp(100, 10_000)));
                 }
                 Ok(ServerMsg::Error { code, message }) => {
                     return Disconnect::Lost(format!("registration refused: {code:?}: {message}"));

@@ -18,7 +18,8 @@ Cache-Control: no-store\r\n\
 Timing-Allow-Origin: *\r\n\
 Connection: close\r\n\r\n";
 
-const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const NOT_FOUND: &[u8] =
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// Binds the probe endpoint; serve it with [`serve`].
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -78,7 +79,9 @@ mod tests {
 
     #[tokio::test]
     async fn answers_probe_with_cors_and_404_otherwise() {
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(serve(listener));
         for (path, want) in [("/probe", "204"), ("/other", "404")] {
@@ -87,10 +90,13 @@ mod tests {
                 .await
                 .expect("write");
             let mut out = String::new();
-            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_string(&mut out))
-                .await
-                .expect("in time")
-                .expect("read");
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                s.read_to_string(&mut out),
+            )
+            .await
+            .expect("in time")
+            .expect("read");
             assert!(out.starts_with(&format!("HTTP/1.1 {want}")), "{out}");
             if want == "204" {
                 assert!(out.contains("Access-Control-Allow-Origin: *"));

@@ -8,5 +8,5 @@ mod input_demo;
 mod keyframe;
 mod predict_js;
 mod relay;
-mod title_picker;
 mod support;
+mod title_picker;

@@ -28,7 +28,9 @@ async fn the_page_lists_titles_and_plays_the_one_picked() {
         "PUT /api/titles/space-race HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{manifest}",
         manifest.to_string().len()
     );
-    let reply = benches::lab::http_raw(stack.addr, &put).await.expect("publish");
+    let reply = benches::lab::http_raw(stack.addr, &put)
+        .await
+        .expect("publish");
     assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
 
     let mut browser = Chromium::launch(&stack.page_url(), &LaunchOptions::default())
@@ -47,11 +49,23 @@ async fn the_page_lists_titles_and_plays_the_one_picked() {
         .await
         .expect("buttons");
     let list = buttons.as_array().expect("list");
-    let demo = list.iter().find(|b| b["id"] == "demo").expect("demo listed");
-    let space = list.iter().find(|b| b["id"] == "space-race").expect("published title listed");
+    let demo = list
+        .iter()
+        .find(|b| b["id"] == "demo")
+        .expect("demo listed");
+    let space = list
+        .iter()
+        .find(|b| b["id"] == "space-race")
+        .expect("published title listed");
     assert_eq!(demo["disabled"], false, "{buttons}");
     assert_eq!(space["disabled"], true, "no node has it: {buttons}");
-    assert!(space["text"].as_str().unwrap_or("").contains("no node online"), "{buttons}");
+    assert!(
+        space["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no node online"),
+        "{buttons}"
+    );
 
     browser
         .eval("document.querySelector('#picker button[data-title=\"demo\"]').click()")

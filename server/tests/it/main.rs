@@ -17,7 +17,10 @@ async fn wait_node(shared: &Shared, id: &str, present: bool, what: &str) {
     }
 }
 
-fn stopper() -> (watch::Sender<bool>, impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+fn stopper() -> (
+    watch::Sender<bool>,
+    impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) {
     let (stop, rx) = watch::channel(false);
     let make = move || {
         let mut rx = rx.clone();
@@ -36,22 +39,39 @@ async fn node_retries_until_signaling_comes_up_and_stops_on_shutdown() {
     drop(probe);
 
     let (stop, stopped) = stopper();
-    let node = tokio::spawn(Node::new(NodeConfig::loopback(format!("ws://{addr}/ws/node"))).run(stopped()));
+    let node = tokio::spawn(
+        Node::new(NodeConfig::loopback(format!("ws://{addr}/ws/node"))).run(stopped()),
+    );
     // Let the node fail a few times against the closed port.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(!node.is_finished(), "an unreachable signaling service is not fatal");
+    assert!(
+        !node.is_finished(),
+        "an unreachable signaling service is not fatal"
+    );
 
     let service = Service::bind(addr).await.expect("the port is free again");
     let shared = service.shared();
     tokio::spawn(service.run(std::future::pending()));
-    wait_node(&shared, "local", true, "the node did not reconnect within 15 s").await;
+    wait_node(
+        &shared,
+        "local",
+        true,
+        "the node did not reconnect within 15 s",
+    )
+    .await;
 
     stop.send(true).expect("node listening");
     tokio::time::timeout(Duration::from_secs(10), node)
         .await
         .expect("the node stops within 10 s of shutdown")
         .expect("node task");
-    wait_node(&shared, "local", false, "signaling still lists the stopped node").await;
+    wait_node(
+        &shared,
+        "local",
+        false,
+        "signaling still lists the stopped node",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,8 +81,12 @@ async fn node_fails_over_to_the_next_replica_heartbeats_and_reports_itself() {
         node_key: Some(key.into()),
         ..Config::default()
     };
-    let first = Service::bind_with("127.0.0.1:0".parse().expect("addr"), &config).await.expect("bind");
-    let second = Service::bind_with("127.0.0.1:0".parse().expect("addr"), &config).await.expect("bind");
+    let first = Service::bind_with("127.0.0.1:0".parse().expect("addr"), &config)
+        .await
+        .expect("bind");
+    let second = Service::bind_with("127.0.0.1:0".parse().expect("addr"), &config)
+        .await
+        .expect("bind");
     let (a, b) = (first.local_addr(), second.local_addr());
     let (shared_a, shared_b) = (first.shared(), second.shared());
     let (stop_a, stopped_a) = stopper();
@@ -78,7 +102,13 @@ async fn node_fails_over_to_the_next_replica_heartbeats_and_reports_itself() {
     config.probe_listen = Some("127.0.0.1:0".parse().expect("addr"));
     let (stop, stopped) = stopper();
     let node = tokio::spawn(Node::new(config).run(stopped()));
-    wait_node(&shared_a, "gpu-1", true, "the node did not register with the first replica").await;
+    wait_node(
+        &shared_a,
+        "gpu-1",
+        true,
+        "the node did not register with the first replica",
+    )
+    .await;
 
     // It heartbeats: still alive after more than the 3 s liveness window.
     tokio::time::sleep(Duration::from_millis(3500)).await;
@@ -92,12 +122,21 @@ async fn node_fails_over_to_the_next_replica_heartbeats_and_reports_itself() {
     assert_eq!(record.gpu_class, "l4");
     assert_eq!(record.site.region, "eu-west");
     let probe = record.probe_url.clone().expect("a probe URL");
-    assert!(probe.starts_with("http://127.0.0.1:") && probe.ends_with("/probe"), "{probe}");
+    assert!(
+        probe.starts_with("http://127.0.0.1:") && probe.ends_with("/probe"),
+        "{probe}"
+    );
 
     // The first replica goes away; the node moves to the second.
     stop_a.send(true).expect("replica a running");
     let _ = tokio::time::timeout(Duration::from_secs(10), service_a).await;
-    wait_node(&shared_b, "gpu-1", true, "the node did not fail over to the second replica").await;
+    wait_node(
+        &shared_b,
+        "gpu-1",
+        true,
+        "the node did not fail over to the second replica",
+    )
+    .await;
 
     stop.send(true).expect("node listening");
     tokio::time::timeout(Duration::from_secs(10), node)

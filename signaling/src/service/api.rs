@@ -281,6 +281,7 @@ pub(crate) async fn put_title(
     if let Err(e) = shared.store.put_title(&title).await {
         return store_error(e);
     }
+    shared.title_changed(title.id());
     tracing::info!(title = %title.id(), studio = %title.studio, revision = title.revision, "title published");
     (status, Json(title)).into_response()
 }
@@ -308,6 +309,7 @@ pub(crate) async fn delete_title(
         ),
         Ok(Some(_)) => match shared.store.remove_title(&id).await {
             Ok(_) => {
+                shared.title_changed(&id);
                 tracing::info!(title = %id, studio, "title withdrawn");
                 StatusCode::NO_CONTENT.into_response()
             }
@@ -351,13 +353,8 @@ pub(crate) async fn probe(
     let (_, location) =
         resolve_location(peer.ip(), &headers, &shared.trusted, shared.geoip.as_ref());
     let now = now_ms();
-    let nodes = match shared.store.nodes(now).await {
-        Ok(n) => n,
-        Err(e) => return store_error(e),
-    };
-    let ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
-    let used = match shared.store.slots_used(&ids, now).await {
-        Ok(u) => u,
+    let (nodes, used) = match shared.store.fleet(now).await {
+        Ok(f) => f,
         Err(e) => return store_error(e),
     };
     let rtt = Default::default();
@@ -387,13 +384,8 @@ pub(crate) async fn nodes(State(shared): State<Arc<Shared>>, headers: HeaderMap)
         return r;
     }
     let now = now_ms();
-    let nodes = match shared.store.nodes(now).await {
-        Ok(n) => n,
-        Err(e) => return store_error(e),
-    };
-    let ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
-    let used = match shared.store.slots_used(&ids, now).await {
-        Ok(u) => u,
+    let (nodes, used) = match shared.store.fleet(now).await {
+        Ok(f) => f,
         Err(e) => return store_error(e),
     };
     let view: Vec<NodeView> = nodes

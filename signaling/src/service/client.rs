@@ -321,7 +321,6 @@ async fn assign_inner(
         ));
     }
     let title = shared
-        .store
         .title(&title_id)
         .await
         .map_err(unavailable)?
@@ -333,13 +332,7 @@ async fn assign_inner(
             )
         })?;
     let now = now_ms();
-    let nodes = shared.store.nodes(now).await.map_err(unavailable)?;
-    let ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
-    let used = shared
-        .store
-        .slots_used(&ids, now)
-        .await
-        .map_err(unavailable)?;
+    let (nodes, used) = shared.store.fleet(now).await.map_err(unavailable)?;
     let request = Request {
         title: &title,
         client: location,

@@ -56,6 +56,14 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often nodes heartbeat.
 pub const HEARTBEAT_MS: u32 = 1000;
 
+/// How long a replica reuses a title it read from the store for assignments. A studio's
+/// update shows on the replica that took it at once and on the others within this time.
+pub const TITLE_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Titles recently read, with when.
+type TitleCache =
+    std::collections::HashMap<String, (std::time::Instant, Option<crate::catalog::Title>)>;
+
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -85,6 +93,9 @@ pub struct Shared {
     limits: Limits,
     /// Connections on this replica.
     pub local: Local,
+    titles: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, Option<crate::catalog::Title>)>,
+    >,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -177,6 +188,7 @@ impl Shared {
             turn,
             limits: config.limits,
             local: Local::default(),
+            titles: Default::default(),
             metrics: Metrics::default(),
         });
         let demo = demo_title();
@@ -194,6 +206,35 @@ impl Shared {
                 .map_err(|e| bad("store", &e))?;
         }
         Ok(shared)
+    }
+
+    /// A title for assignment, read through a cache of [`TITLE_CACHE_TTL`].
+    pub(crate) async fn title(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::catalog::Title>, crate::store::StoreError> {
+        if let Some((at, title)) = self.title_cache().get(id)
+            && at.elapsed() < TITLE_CACHE_TTL
+        {
+            return Ok(title.clone());
+        }
+        let title = self.store.title(id).await?;
+        let mut cache = self.title_cache();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(id.to_string(), (std::time::Instant::now(), title.clone()));
+        Ok(title)
+    }
+
+    /// Forgets a cached title after this replica changed it.
+    pub(crate) fn title_changed(&self, id: &str) {
+        self.title_cache().remove(id);
+    }
+
+    fn title_cache(&self) -> std::sync::MutexGuard<'_, TitleCache> {
+        // The cache holds plain values; a poisoned lock still guards a usable map.
+        self.titles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sends `msg` to a node, wherever it is connected. See [`routing`].

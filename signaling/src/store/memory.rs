@@ -36,6 +36,9 @@ struct State {
     nonces: ReplayCache,
     titles: BTreeMap<String, Title>,
     sessions: HashMap<String, (u64, SessionRecord)>,
+    /// Session ids by first-write sequence: newest last, so eviction and listing cost only
+    /// what they touch.
+    session_order: BTreeMap<u64, String>,
     session_seq: u64,
     inboxes: HashMap<String, mpsc::Sender<Envelope>>,
 }
@@ -56,6 +59,7 @@ impl Default for MemoryStore {
                 nonces: ReplayCache::new(MAX_NONCES),
                 titles: BTreeMap::new(),
                 sessions: HashMap::new(),
+                session_order: BTreeMap::new(),
                 session_seq: 0,
                 inboxes: HashMap::new(),
             }),
@@ -249,31 +253,31 @@ impl Store for MemoryStore {
             Some((seq, _)) => *seq,
             None => {
                 state.session_seq += 1;
+                state
+                    .session_order
+                    .insert(state.session_seq, record.session_id.clone());
                 state.session_seq
             }
         };
         state
             .sessions
             .insert(record.session_id.clone(), (seq, record.clone()));
-        if state.sessions.len() > MAX_SESSION_RECORDS {
-            let oldest = state
-                .sessions
-                .iter()
-                .min_by_key(|(_, (seq, _))| *seq)
-                .map(|(id, _)| id.clone());
-            if let Some(id) = oldest {
-                state.sessions.remove(&id);
-            }
+        while state.sessions.len() > MAX_SESSION_RECORDS {
+            let Some((_, oldest)) = state.session_order.pop_first() else {
+                break;
+            };
+            state.sessions.remove(&oldest);
         }
         Ok(())
     }
 
     async fn sessions(&self, limit: usize) -> Result<Vec<SessionRecord>, StoreError> {
         let state = self.lock();
-        let mut all: Vec<_> = state.sessions.values().collect();
-        all.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
-        Ok(all
-            .into_iter()
+        Ok(state
+            .session_order
+            .values()
+            .rev()
+            .filter_map(|id| state.sessions.get(id))
             .take(limit)
             .map(|(_, r)| r.clone())
             .collect())

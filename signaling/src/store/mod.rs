@@ -200,6 +200,15 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The live nodes, sorted by id.
     async fn nodes(&self, now_ms: u64) -> Result<Vec<NodeRecord>, StoreError>;
 
+    /// The live nodes and each one's live reservations: what assignment reads per request.
+    /// Backends may do it in one round trip.
+    async fn fleet(&self, now_ms: u64) -> Result<(Vec<NodeRecord>, Vec<u32>), StoreError> {
+        let nodes = self.nodes(now_ms).await?;
+        let ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
+        let used = self.slots_used(&ids, now_ms).await?;
+        Ok((nodes, used))
+    }
+
     /// Reserves one of `capacity` slots of `node_id` for `session_id` until `now_ms +
     /// lease_ms`, atomically across replicas. Returns the fencing epoch, or `None` when full.
     async fn reserve(

@@ -153,6 +153,24 @@ async fn contract(store: Arc<dyn Store>) {
     titles_contract(s).await;
     sessions_contract(s).await;
     routing_contract(s).await;
+    fleet_contract(s).await;
+}
+
+/// `fleet` is `nodes` and `slots_used` read together (Redis does it in one script).
+async fn fleet_contract(s: &dyn Store) {
+    let t = T + 500_000;
+    assert!(ok!(s.register_node(&node("fleet-a", "r1", t), t)));
+    assert!(ok!(s.register_node(&node("fleet-b", "r1", t), t)));
+    ok!(s.reserve("fleet-b", 4, "f1", 30_000, t)).expect("slot");
+    ok!(s.reserve("fleet-b", 4, "f2", 30_000, t)).expect("slot");
+    let (nodes, used) = ok!(s.fleet(t + 10));
+    let ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
+    assert_eq!(ok!(s.slots_used(&ids, t + 10)), used);
+    assert_eq!(ok!(s.nodes(t + 10)), nodes);
+    let at = |id: &str| used[ids.iter().position(|n| n == id).expect("listed")];
+    assert_eq!((at("fleet-a"), at("fleet-b")), (0, 2));
+    ok!(s.remove_node("fleet-a", "r1"));
+    ok!(s.remove_node("fleet-b", "r1"));
 }
 
 async fn nodes_contract(s: &dyn Store) {
