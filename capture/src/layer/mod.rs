@@ -319,3 +319,46 @@ impl Drop for RingSource {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_name_the_layer_and_library() {
+        let lib = Path::new("/opt/stratus/lib\"x.so");
+        let explicit = manifest_json(lib, false);
+        assert!(
+            explicit.contains("\"name\": \"VK_LAYER_STRATUS_capture\""),
+            "{explicit}"
+        );
+        assert!(
+            explicit.contains(r#""library_path": "/opt/stratus/lib\"x.so""#),
+            "{explicit}"
+        );
+        assert!(!explicit.contains("enable_environment"));
+        let implicit = manifest_json(lib, true);
+        assert!(
+            implicit.contains("\"enable_environment\": { \"STRATUS_CAPTURE_ENABLE\": \"1\" }"),
+            "{implicit}"
+        );
+    }
+
+    #[test]
+    fn the_title_environment_enables_the_layer() {
+        let dir = std::env::temp_dir().join(format!("stratus-manifest-{}", std::process::id()));
+        let install = LayerInstall::write(&dir, PathBuf::from("/x/libstratus_capture_layer.so"))
+            .expect("write manifest");
+        let written = std::fs::read_to_string(dir.join(MANIFEST_FILE)).expect("manifest");
+        assert!(written.contains("/x/libstratus_capture_layer.so"));
+        let env = install.env(Path::new("/run/s.sock"));
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("VK_ADD_LAYER_PATH"),
+            Some(dir.to_string_lossy().into_owned())
+        );
+        assert_eq!(get("VK_INSTANCE_LAYERS").as_deref(), Some(LAYER_NAME));
+        assert_eq!(get(ring::SOCKET_ENV).as_deref(), Some("/run/s.sock"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
