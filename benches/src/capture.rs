@@ -62,7 +62,15 @@ impl Drop for Reaped {
 fn start_xvfb() -> anyhow::Result<(Reaped, String)> {
     let mut child = Reaped(
         Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"])
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1920x1080x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -221,7 +229,10 @@ fn grab_times(ctx: &Arc<VkContext>, (w, h): (u32, u32), n: u32) -> anyhow::Resul
             vk::DependencyFlags::empty(),
             &[],
             &[],
-            &barrier(vk::ImageLayout::UNDEFINED, vk::ImageLayout::TRANSFER_DST_OPTIMAL),
+            &barrier(
+                vk::ImageLayout::UNDEFINED,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            ),
         );
         device.cmd_clear_color_image(
             cmd,
@@ -239,7 +250,10 @@ fn grab_times(ctx: &Arc<VkContext>, (w, h): (u32, u32), n: u32) -> anyhow::Resul
             vk::DependencyFlags::empty(),
             &[],
             &[],
-            &barrier(vk::ImageLayout::TRANSFER_DST_OPTIMAL, vk::ImageLayout::GENERAL),
+            &barrier(
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                vk::ImageLayout::GENERAL,
+            ),
         );
         device.end_command_buffer(cmd)?;
         let cmds = [cmd];
@@ -265,7 +279,10 @@ fn grab_times(ctx: &Arc<VkContext>, (w, h): (u32, u32), n: u32) -> anyhow::Resul
         // The cleared colour must come out as its I420 value (a sanity check on the path).
         let (ey, _, _) = capture::convert::rgb_to_ycbcr(51, 128, 204);
         if out[0].abs_diff(ey) > 2 {
-            bail!("grab produced luma {} for a clear colour of luma {ey}", out[0]);
+            bail!(
+                "grab produced luma {} for a clear colour of luma {ey}",
+                out[0]
+            );
         }
         device.queue_wait_idle(ctx.queue())?;
         drop(grab);
