@@ -69,8 +69,8 @@ enum Bench {
         /// Seconds each assignment phase runs.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 32)]
+        /// Concurrent clients (8 saturates this 2-core machine; more only queues).
+        #[arg(long, default_value_t = 8)]
         concurrency: usize,
         /// Idle WebSockets to hold.
         #[arg(long, default_value_t = 10_000)]
