@@ -207,21 +207,10 @@ fn main() -> anyhow::Result<()> {
                 ..CaptureArgs::default()
             };
             if let Some(size) = size {
-                let (w, h) = size
-                    .split_once('x')
-                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
-                    .with_context(|| format!("--size {size:?} is not WIDTHxHEIGHT"))?;
-                args.sizes = vec![(w, h)];
+                args.sizes = vec![parse_size(&size)?];
             }
             let runs = capture_bench::run(&args)?;
-            if cli.json {
-                let rows: Vec<_> = runs.iter().map(Report::to_json).collect();
-                println!("{}", serde_json::json!({ "runs": rows }));
-            } else {
-                for run in &runs {
-                    println!("{}", run.to_table());
-                }
-            }
+            print_runs(&runs, cli.json);
             return Ok(());
         }
         Bench::Encode {
@@ -241,21 +230,10 @@ fn main() -> anyhow::Result<()> {
                 ..EncodeArgs::default()
             };
             if let Some(size) = size {
-                let (w, h) = size
-                    .split_once('x')
-                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
-                    .with_context(|| format!("--size {size:?} is not WIDTHxHEIGHT"))?;
-                args.sizes = vec![(w, h)];
+                args.sizes = vec![parse_size(&size)?];
             }
             let runs = encode::run(&args)?;
-            if cli.json {
-                let rows: Vec<_> = runs.iter().map(Report::to_json).collect();
-                println!("{}", serde_json::json!({ "runs": rows }));
-            } else {
-                for run in &runs {
-                    println!("{}", run.to_table());
-                }
-            }
+            print_runs(&runs, cli.json);
             return Ok(());
         }
     };
@@ -265,4 +243,23 @@ fn main() -> anyhow::Result<()> {
         print!("{}", report.to_table());
     }
     Ok(())
+}
+
+/// `WIDTHxHEIGHT`.
+fn parse_size(size: &str) -> anyhow::Result<(u32, u32)> {
+    size.split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .with_context(|| format!("--size {size:?} is not WIDTHxHEIGHT"))
+}
+
+/// Prints one report per size: `{"runs": [...]}` with `--json`, tables otherwise.
+fn print_runs(runs: &[Report], json: bool) {
+    if json {
+        let rows: Vec<_> = runs.iter().map(Report::to_json).collect();
+        println!("{}", serde_json::json!({ "runs": rows }));
+    } else {
+        for run in runs {
+            println!("{}", run.to_table());
+        }
+    }
 }

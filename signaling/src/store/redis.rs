@@ -330,22 +330,8 @@ impl Store for RedisStore {
     }
 
     async fn nodes(&self, now_ms: u64) -> Result<Vec<NodeRecord>, StoreError> {
-        let rows: Vec<Vec<Option<String>>> = self
-            .scripts
-            .nodes
-            .key(self.global("nodes"))
-            .arg(self.key("node", ""))
-            .invoke_async(&mut self.conn())
-            .await?;
-        let mut nodes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let node = node_from_row(row)?;
-            if node.alive(now_ms) {
-                nodes.push(node);
-            }
-        }
-        nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        Ok(nodes)
+        // One script serves both reads; the slot counts cost little next to the round trip.
+        Ok(self.fleet(now_ms).await?.0)
     }
 
     async fn fleet(&self, now_ms: u64) -> Result<(Vec<NodeRecord>, Vec<u32>), StoreError> {

@@ -63,26 +63,9 @@ end
 return 0
 ";
 
-/// Lists the nodes whose key has not expired, as `{id, json, replica, sessions, draining,
-/// last_seen_ms}` rows, and drops expired ids from the index.
-///
-/// KEYS: node index. ARGV: node key prefix (`{p}:node:`).
-const NODES_LUA: &str = r"
-local rows = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = ARGV[1] .. id
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('SREM', KEYS[1], id)
-  else
-    local f = redis.call('HMGET', key, 'json', 'replica', 'sessions', 'draining', 'last_seen_ms')
-    rows[#rows + 1] = {id, f[1], f[2], f[3], f[4], f[5]}
-  end
-end
-return rows
-";
-
-/// [`NODES_LUA`] plus each node's live reservations, in one round trip: what assignment
-/// reads per request. Rows are `{id, json, replica, sessions, draining, last_seen_ms, used}`.
+/// The live nodes (dropping expired ids from the index) with each one's live reservations, in
+/// one round trip: what assignment reads per request. Rows are
+/// `{id, json, replica, sessions, draining, last_seen_ms, used}`.
 ///
 /// KEYS: node index. ARGV: node key prefix, slots key prefix, `(now_ms`.
 const FLEET_LUA: &str = r"
@@ -185,7 +168,6 @@ pub(super) struct Scripts {
     pub(super) heartbeat: Script,
     pub(super) set_draining: Script,
     pub(super) remove_node: Script,
-    pub(super) nodes: Script,
     pub(super) fleet: Script,
     pub(super) reserve: Script,
     pub(super) renew: Script,
@@ -201,7 +183,6 @@ impl Scripts {
             heartbeat: Script::new(HEARTBEAT_LUA),
             set_draining: Script::new(SET_DRAINING_LUA),
             remove_node: Script::new(REMOVE_NODE_LUA),
-            nodes: Script::new(NODES_LUA),
             fleet: Script::new(FLEET_LUA),
             reserve: Script::new(RESERVE_LUA),
             renew: Script::new(RENEW_LUA),
