@@ -208,7 +208,7 @@ fn flag(b: bool) -> &'static str {
     if b { "1" } else { "0" }
 }
 
-/// One row of [`NODES_LUA`] as a record: the registered JSON with the fields heartbeats
+/// One row of the fleet script as a record: the registered JSON with the fields heartbeats
 /// change laid over it.
 fn node_from_row(row: Vec<Option<String>>) -> Result<NodeRecord, StoreError> {
     const WHAT: &str = "node record";
