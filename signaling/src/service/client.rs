@@ -15,6 +15,7 @@ use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::guard::{RateLimiter, origin_allowed};
 use super::routing::{self, ClientEntry, Ended, OUTBOX_DEPTH, Outbox, send};
@@ -406,142 +407,145 @@ async fn session(socket: WebSocket, shared: &Arc<Shared>, claims: Claims, locati
     };
     let session_id = record.session_id.clone();
     let span = tracing::info_span!("session", session_id = %session_id, node_id = %node.node_id);
-    let _enter = span.enter();
-    if let Err(e) = shared.store.put_session(&record).await {
-        tracing::warn!("could not write the session record: {e}");
-    }
-    let (end_tx, mut end_rx) = oneshot::channel::<Ended>();
-    shared.local.add_client(
-        &session_id,
-        ClientEntry {
-            outbox: outbox.clone(),
-            node_id: node.node_id.clone(),
-            end: Some(end_tx),
-        },
-    );
-    shared
-        .metrics
-        .sessions_active
-        .fetch_add(1, Ordering::Relaxed);
-    let ice_servers: Vec<_> = shared
-        .turn
-        .iter()
-        .map(|t| t.credentials(&claims.sub, unix_now()))
-        .collect();
-    send(
-        &outbox,
-        ServerMsg::Welcome {
-            version: PROTOCOL_VERSION,
-            session_id: session_id.clone(),
-            node_id: node.node_id.clone(),
-            ice_servers: ice_servers.clone(),
-        },
-    );
-    tracing::info!(user = %claims.sub, title = %record.title, epoch = record.epoch, "session assigned");
+    async move {
+        if let Err(e) = shared.store.put_session(&record).await {
+            tracing::warn!("could not write the session record: {e}");
+        }
+        let (end_tx, mut end_rx) = oneshot::channel::<Ended>();
+        shared.local.add_client(
+            &session_id,
+            ClientEntry {
+                outbox: outbox.clone(),
+                node_id: node.node_id.clone(),
+                end: Some(end_tx),
+            },
+        );
+        shared
+            .metrics
+            .sessions_active
+            .fetch_add(1, Ordering::Relaxed);
+        let ice_servers: Vec<_> = shared
+            .turn
+            .iter()
+            .map(|t| t.credentials(&claims.sub, unix_now()))
+            .collect();
+        send(
+            &outbox,
+            ServerMsg::Welcome {
+                version: PROTOCOL_VERSION,
+                session_id: session_id.clone(),
+                node_id: node.node_id.clone(),
+                ice_servers: ice_servers.clone(),
+            },
+        );
+        tracing::info!(user = %claims.sub, title = %record.title, epoch = record.epoch, "session assigned");
 
-    let mut renew = tokio::time::interval(std::time::Duration::from_millis(LEASE_MS / 3));
-    renew.tick().await;
-    let mut node_ended: Option<Ended> = None;
-    let mut reason = String::from("client disconnected");
-    loop {
-        tokio::select! {
-            read = next_text(&mut stream) => {
-                let Read::Text(text) = read else { break };
-                if !discipline.admit(shared, &outbox) {
-                    reason = "client exceeded the message rate".into();
-                    break;
-                }
-                match parse::<ClientMsg>(&text).and_then(|m| m.validate().map(|()| m)) {
-                    Ok(ClientMsg::Offer { sdp }) => {
-                        shared.to_node(&node.replica, &node.node_id, ServerMsg::StartSession {
-                            session_id: session_id.clone(),
-                            title: Some(record.title.clone()),
-                            sdp,
-                            epoch: record.epoch,
-                            ice_servers: ice_servers.clone(),
-                        }).await;
-                    }
-                    Ok(ClientMsg::Ice { candidate }) => {
-                        shared.to_node(&node.replica, &node.node_id, ServerMsg::Ice {
-                            session_id: Some(session_id.clone()),
-                            candidate,
-                        }).await;
-                    }
-                    Ok(ClientMsg::Bye) => {
-                        reason = "client said bye".into();
+        let mut renew = tokio::time::interval(std::time::Duration::from_millis(LEASE_MS / 3));
+        renew.tick().await;
+        let mut node_ended: Option<Ended> = None;
+        let mut reason = String::from("client disconnected");
+        loop {
+            tokio::select! {
+                read = next_text(&mut stream) => {
+                    let Read::Text(text) = read else { break };
+                    if !discipline.admit(shared, &outbox) {
+                        reason = "client exceeded the message rate".into();
                         break;
                     }
-                    Ok(ClientMsg::Hello { .. }) => {
-                        if discipline.bad(shared, &outbox, ErrorCode::UnexpectedMessage, "hello was already sent".into()) {
-                            reason = "too many refused messages".into();
+                    match parse::<ClientMsg>(&text).and_then(|m| m.validate().map(|()| m)) {
+                        Ok(ClientMsg::Offer { sdp }) => {
+                            shared.to_node(&node.replica, &node.node_id, ServerMsg::StartSession {
+                                session_id: session_id.clone(),
+                                title: Some(record.title.clone()),
+                                sdp,
+                                epoch: record.epoch,
+                                ice_servers: ice_servers.clone(),
+                            }).await;
+                        }
+                        Ok(ClientMsg::Ice { candidate }) => {
+                            shared.to_node(&node.replica, &node.node_id, ServerMsg::Ice {
+                                session_id: Some(session_id.clone()),
+                                candidate,
+                            }).await;
+                        }
+                        Ok(ClientMsg::Bye) => {
+                            reason = "client said bye".into();
                             break;
                         }
-                    }
-                    Err(e) => {
-                        if discipline.bad(shared, &outbox, ErrorCode::BadMessage, e) {
-                            reason = "too many malformed messages".into();
-                            break;
+                        Ok(ClientMsg::Hello { .. }) => {
+                            if discipline.bad(shared, &outbox, ErrorCode::UnexpectedMessage, "hello was already sent".into()) {
+                                reason = "too many refused messages".into();
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            if discipline.bad(shared, &outbox, ErrorCode::BadMessage, e) {
+                                reason = "too many malformed messages".into();
+                                break;
+                            }
                         }
                     }
                 }
-            }
-            ended = &mut end_rx => {
-                if let Ok(ended) = ended {
-                    send(&outbox, ServerMsg::SessionEnded { reason: ended.reason.clone() });
-                    node_ended = Some(ended);
-                }
-                break;
-            }
-            _ = renew.tick() => {
-                match shared.store.renew(&node.node_id, &session_id, record.epoch, LEASE_MS, now_ms()).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let ended = Ended { reason: "the session's reservation was lost".into(), stats: None };
+                ended = &mut end_rx => {
+                    if let Ok(ended) = ended {
                         send(&outbox, ServerMsg::SessionEnded { reason: ended.reason.clone() });
                         node_ended = Some(ended);
-                        break;
                     }
-                    Err(e) => tracing::warn!("could not renew the reservation: {e}"),
+                    break;
+                }
+                _ = renew.tick() => {
+                    match shared.store.renew(&node.node_id, &session_id, record.epoch, LEASE_MS, now_ms()).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let ended = Ended { reason: "the session's reservation was lost".into(), stats: None };
+                            send(&outbox, ServerMsg::SessionEnded { reason: ended.reason.clone() });
+                            node_ended = Some(ended);
+                            break;
+                        }
+                        Err(e) => tracing::warn!("could not renew the reservation: {e}"),
+                    }
                 }
             }
         }
-    }
 
-    shared.local.remove_client(&session_id);
-    shared
-        .metrics
-        .sessions_active
-        .fetch_sub(1, Ordering::Relaxed);
-    if let Err(e) = shared
-        .store
-        .release(&node.node_id, &session_id, record.epoch)
-        .await
-    {
-        tracing::warn!("could not release the reservation (it expires by itself): {e}");
-    }
-    let (reason, stats) = match node_ended {
-        Some(ended) => (ended.reason, ended.stats),
-        None => {
-            // The player left: tell the node to tear the session down.
-            routing::deliver(
-                shared,
-                &node.replica,
-                crate::store::Envelope::ToNode {
-                    node_id: node.node_id.clone(),
-                    client_replica: None,
-                    msg: ServerMsg::EndSession {
-                        session_id: session_id.clone(),
-                        reason: reason.clone(),
-                    },
-                },
-            )
-            .await;
-            (reason, None)
+        shared.local.remove_client(&session_id);
+        shared
+            .metrics
+            .sessions_active
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = shared
+            .store
+            .release(&node.node_id, &session_id, record.epoch)
+            .await
+        {
+            tracing::warn!("could not release the reservation (it expires by itself): {e}");
         }
-    };
-    record.finish(now_ms(), &reason, stats.as_ref());
-    if let Err(e) = shared.store.put_session(&record).await {
-        tracing::warn!("could not write the session record: {e}");
+        let (reason, stats) = match node_ended {
+            Some(ended) => (ended.reason, ended.stats),
+            None => {
+                // The player left: tell the node to tear the session down.
+                routing::deliver(
+                    shared,
+                    &node.replica,
+                    crate::store::Envelope::ToNode {
+                        node_id: node.node_id.clone(),
+                        client_replica: None,
+                        msg: ServerMsg::EndSession {
+                            session_id: session_id.clone(),
+                            reason: reason.clone(),
+                        },
+                    },
+                )
+                .await;
+                (reason, None)
+            }
+        };
+        record.finish(now_ms(), &reason, stats.as_ref());
+        if let Err(e) = shared.store.put_session(&record).await {
+            tracing::warn!("could not write the session record: {e}");
+        }
+        tracing::info!(reason = %reason, "session closed");
     }
-    tracing::info!(reason = %reason, "session closed");
+    .instrument(span)
+    .await;
 }
