@@ -9,6 +9,15 @@ use capture::Frame;
 use capture::layer::{LayerInstall, RingSource};
 
 /// True when `name` is an executable on PATH.
+/// The tests of this binary run Vulkan titles under Xvfb on a shared two-core machine; run in
+/// parallel they would measure each other (the frame-rate comparison most of all). Each test
+/// holds this for its whole run.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A failed test poisons the lock; the next one may still run alone.
+    MACHINE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn have(name: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))

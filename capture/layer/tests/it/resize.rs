@@ -34,6 +34,7 @@ fn check_phase(frames: &[&Frame], w: u32, h: u32, phase: u32) {
 
 #[test]
 fn resized_swapchain_keeps_being_captured_at_the_new_size() {
+    let _machine = crate::harness::exclusive();
     if !require(&["Xvfb"]) {
         return;
     }
@@ -103,6 +104,7 @@ fn resized_swapchain_keeps_being_captured_at_the_new_size() {
 
 #[test]
 fn srgb_swapchains_are_captured_as_stored() {
+    let _machine = crate::harness::exclusive();
     if !require(&["Xvfb"]) {
         return;
     }
@@ -142,6 +144,7 @@ fn srgb_swapchains_are_captured_as_stored() {
 
 #[test]
 fn the_node_can_go_away_and_come_back() {
+    let _machine = crate::harness::exclusive();
     if !require(&["Xvfb"]) {
         return;
     }

@@ -9,6 +9,7 @@ use crate::harness::{Reaped, TempDir, Xvfb, check_ids, collect, install, require
 
 #[test]
 fn vkcube_frames_reach_the_node() {
+    let _machine = crate::harness::exclusive();
     if !require(&["Xvfb", "vkcube"]) {
         return;
     }
@@ -119,6 +120,7 @@ fn run_vkcube(display: &str, frames: u32, env: &[(String, String)]) -> Duration 
 
 #[test]
 fn vkcube_keeps_its_frame_rate_without_a_node() {
+    let _machine = crate::harness::exclusive();
     if !require(&["Xvfb", "vkcube"]) {
         return;
     }
