@@ -127,7 +127,6 @@ export async function pickTitle(picker) {
       picker.append(b);
     }
     picker.classList.add('on');
-    state.status = 'choosing a title';
   });
 }
 
@@ -334,6 +333,7 @@ export function start({ video, status, stats, touch = null, fullscreen = null, p
 
   const begin = async () => {
     if (!title && picker) {
+      say('loading the catalog…');
       try { title = await pickTitle(picker); } catch (e) { say(e.message, true); return; }
     }
     state.title = title;

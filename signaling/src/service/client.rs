@@ -32,6 +32,9 @@ use crate::token::{AUD_CLIENT, Claims, TokenError};
 /// Malformed messages a connection may send before it is closed.
 pub(crate) const MAX_BAD_MESSAGES: u32 = 16;
 
+/// How long a session's record waits for the node's figures after the player left.
+const NODE_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Socket buffer sizes: signaling messages are small, and 10,000 idle sockets must stay cheap.
 pub(crate) const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 
@@ -508,7 +511,7 @@ async fn session(socket: WebSocket, shared: &Arc<Shared>, claims: Claims, locati
             }
         }
 
-        shared.local.remove_client(&session_id);
+        let ended_ms = now_ms();
         shared
             .metrics
             .sessions_active
@@ -537,10 +540,17 @@ async fn session(socket: WebSocket, shared: &Arc<Shared>, claims: Claims, locati
                     },
                 )
                 .await;
-                (reason, None)
+                // The node answers with what the session carried; wait a moment for it so
+                // the record has the figures.
+                let stats = match tokio::time::timeout(NODE_REPORT_WAIT, &mut end_rx).await {
+                    Ok(Ok(ended)) => ended.stats,
+                    _ => None,
+                };
+                (reason, stats)
             }
         };
-        record.finish(now_ms(), &reason, stats.as_ref());
+        shared.local.remove_client(&session_id);
+        record.finish(ended_ms, &reason, stats.as_ref());
         if let Err(e) = shared.store.put_session(&record).await {
             tracing::warn!("could not write the session record: {e}");
         }

@@ -193,9 +193,8 @@ pub(crate) async fn handle(shared: &Arc<Shared>, envelope: Envelope) {
                         },
                     );
                 }
-                if let ServerMsg::EndSession { session_id, .. } = &msg {
-                    maps.node_sessions.remove(session_id);
-                }
+                // An ended session stays routable until the node reports it over (with its
+                // figures) or the node goes away.
                 maps.nodes.get(&node_id).map(|n| n.outbox.clone())
             };
             match outbox {

@@ -106,6 +106,40 @@ async fn node_ending_a_session_tells_the_player_and_records_it() {
 }
 
 #[tokio::test]
+async fn when_the_player_leaves_the_record_gets_the_nodes_figures() {
+    let svc = start().await;
+    let addr = svc.addr;
+    let mut n = node(addr, "n1", 1, json!({})).await;
+    let mut c = client(addr).await;
+    let sid = hello(&mut c, json!({})).await["session_id"]
+        .as_str()
+        .expect("sid")
+        .to_string();
+    send(&mut c, json!({"type": "offer", "sdp": "v=0"})).await;
+    recv_type(&mut n, "start_session").await;
+    drop(c);
+    assert_eq!(
+        recv_type(&mut n, "end_session").await["session_id"],
+        sid.as_str()
+    );
+    send(&mut n, json!({"type": "session_ended", "session_id": sid, "reason": "ended on request", "stats": {"bytes_sent": 4242}})).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let rec = http(addr, "GET", "/api/sessions", &[], None).await.json()[0].clone();
+        if rec["end_reason"].is_string() {
+            assert_eq!(rec["end_reason"], "client disconnected", "{rec}");
+            assert_eq!(rec["bytes_sent"], 4242, "{rec}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "record not closed: {rec}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn lost_node_ends_the_players_session() {
     let svc = start().await;
     let addr = svc.addr;
