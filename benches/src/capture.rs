@@ -10,7 +10,6 @@
 //! Needs `Xvfb`, and `stratus-vk-testapp` plus `libstratus_capture_layer.so` next to this
 //! binary: `cargo build --release -p benches -p capture-layer`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -57,37 +56,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn start_xvfb() -> anyhow::Result<(Reaped, String)> {
-    let mut child = Reaped(
-        Command::new("Xvfb")
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1920x1080x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start Xvfb (apt-get install xvfb)")?,
-    );
-    let stdout = child.0.stdout.take().context("Xvfb stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .context("Xvfb did not report its display")?;
-    let number: u32 = line.trim().parse().context("Xvfb display number")?;
-    Ok((child, format!(":{number}")))
 }
 
 fn testapp() -> anyhow::Result<PathBuf> {
@@ -339,7 +307,8 @@ fn videoconvert_times((w, h): (u32, u32), n: u32) -> anyhow::Result<Vec<f64>> {
 
 /// Runs the benchmark; one report per size.
 pub fn run(args: &CaptureArgs) -> anyhow::Result<Vec<Report>> {
-    let (_xvfb, display) = start_xvfb()?;
+    let xvfb = capture::presenter::Xvfb::start()?;
+    let display = xvfb.display.clone();
     let dir = std::env::temp_dir().join(format!("stratus-bench-capture-{}", std::process::id()));
     let install = LayerInstall::write(&dir, LayerInstall::find_library()?)?;
     let ctx = VkContext::new().context("open a Vulkan device")?;

@@ -627,3 +627,71 @@ impl Drop for Presenter {
         let _ = self.conn.flush();
     }
 }
+
+/// An Xvfb server on a free display (`-displayfd`), for running titles without a screen;
+/// killed when dropped.
+#[derive(Debug)]
+pub struct Xvfb {
+    child: std::process::Child,
+    /// The display, `:N`.
+    pub display: String,
+}
+
+impl Xvfb {
+    /// Starts Xvfb with a 1920x1080x24 screen and waits (at most 20 s) until it names its
+    /// display, which it does once it accepts clients.
+    pub fn start() -> std::io::Result<Xvfb> {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1920x1080x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("start Xvfb (apt-get install xvfb): {e}"))
+            })?;
+        let fail = |child: &mut std::process::Child, what: &str| {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::io::Error::other(what.to_string())
+        };
+        let Some(stdout) = child.stdout.take() else {
+            return Err(fail(&mut child, "Xvfb's stdout is not piped"));
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
+            return Err(fail(
+                &mut child,
+                "Xvfb did not report its display within 20 s",
+            ));
+        };
+        let Ok(number) = line.trim().parse::<u32>() else {
+            return Err(fail(&mut child, "Xvfb printed no display number"));
+        };
+        Ok(Xvfb {
+            child,
+            display: format!(":{number}"),
+        })
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,6 +1,5 @@
 //! Xvfb, the layer's manifest, child processes that are always reaped, and frame checks.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -65,47 +64,13 @@ impl Drop for Reaped {
     }
 }
 
-/// An Xvfb server on a free display.
-pub struct Xvfb {
-    _child: Reaped,
-    /// `:N`.
-    pub display: String,
-}
+/// An Xvfb server on a free display; see [`capture::presenter::Xvfb`].
+pub struct Xvfb;
 
 impl Xvfb {
-    /// Starts Xvfb with a 1920x1080 screen and waits until it accepts clients.
-    pub fn start() -> Xvfb {
-        let mut child = Reaped(
-            Command::new("Xvfb")
-                .args([
-                    "-displayfd",
-                    "1",
-                    "-screen",
-                    "0",
-                    "1920x1080x24",
-                    "-nolisten",
-                    "tcp",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start Xvfb"),
-        );
-        let stdout = child.0.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("Xvfb reports its display within 20 s");
-        let number: u32 = line.trim().parse().expect("Xvfb prints a display number");
-        Xvfb {
-            _child: child,
-            display: format!(":{number}"),
-        }
+    /// Starts one, failing the test with the reason if it cannot.
+    pub fn start() -> capture::presenter::Xvfb {
+        capture::presenter::Xvfb::start().expect("start Xvfb")
     }
 }
 
