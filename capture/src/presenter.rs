@@ -641,15 +641,21 @@ impl Xvfb {
     /// Starts Xvfb with a 1920x1080x24 screen and waits (at most 20 s) until it names its
     /// display, which it does once it accepts clients.
     pub fn start() -> std::io::Result<Xvfb> {
+        Self::start_sized(1920, 1080)
+    }
+
+    /// Like [`Xvfb::start`] with a `width`x`height`x24 screen.
+    pub fn start_sized(width: u32, height: u32) -> std::io::Result<Xvfb> {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
+        let screen = format!("{width}x{height}x24");
         let mut child = Command::new("Xvfb")
             .args([
                 "-displayfd",
                 "1",
                 "-screen",
                 "0",
-                "1920x1080x24",
+                &screen,
                 "-nolisten",
                 "tcp",
             ])
@@ -689,8 +695,26 @@ impl Xvfb {
     }
 }
 
+impl Xvfb {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Xvfb {
+    /// Asks Xvfb to exit (SIGTERM, so it removes its lock file and socket), and kills it if it
+    /// has not within 2 s.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -762,8 +762,15 @@ unsafe extern "system" fn queue_present(
     } else if let Some(p) = pending {
         guard("vkQueuePresentKHR", || finish_present(&data, queue, p));
     }
+    // Like a display's vsync, where the node asks for it (Xvfb has none).
+    if let Some(pacer) = PACER.get_or_init(super::pacer::Pacer::from_env) {
+        pacer.wait();
+    }
     result
 }
+
+/// The present pacer [`super::pacer::FPS_ENV`] asks for, read once.
+static PACER: std::sync::OnceLock<Option<super::pacer::Pacer>> = std::sync::OnceLock::new();
 
 /// A frame whose copy is submitted: the present waits for `wait`; the conversion follows.
 struct Pending {

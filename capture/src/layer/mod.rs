@@ -28,12 +28,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! On displays without vertical sync (Xvfb), [`LayerInstall::env_paced`] also sets
+//! [`pacer::FPS_ENV`], and the layer paces the title's presents to the session's frame rate.
+//!
 //! Which swapchain is captured: the most recently created one that is still alive (a resize
 //! creates a new swapchain, which takes over; frames then carry the new size).
 
 pub mod grab;
 pub mod hooks;
 mod loader;
+pub mod pacer;
 mod worker;
 
 use std::os::fd::AsRawFd;
@@ -136,6 +140,13 @@ impl LayerInstall {
     /// The layer library the manifest names.
     pub fn library(&self) -> &Path {
         &self.library
+    }
+
+    /// [`LayerInstall::env`], and the layer paces the title's presents to `fps`.
+    pub fn env_paced(&self, socket: &Path, fps: u32) -> Vec<(String, String)> {
+        let mut env = self.env(socket);
+        env.push((pacer::FPS_ENV.to_string(), fps.to_string()));
+        env
     }
 
     /// Environment for a title: find the manifest, enable the layer, and tell it the socket.
