@@ -45,6 +45,19 @@ pub struct Encoder {
     base_ns: AtomicU64,
     bitrate_kbps: AtomicU32,
     pending: Mutex<VecDeque<Pending>>,
+    /// The size the input caps currently say (frames of another size change them).
+    size: Mutex<(u32, u32)>,
+}
+
+/// The raw caps for frames of `width`×`height` at `fps`.
+fn raw_caps(width: u32, height: u32, fps: u32) -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format(gst_video::VideoFormat::I420)
+        .width(width as i32)
+        .height(height as i32)
+        .framerate(gst::Fraction::new(fps as i32, 1))
+        .field("colorimetry", "bt601")
+        .build()
 }
 
 fn make(factory: &'static str, package: &'static str) -> Result<gst::Element, EncoderError> {
@@ -86,15 +99,8 @@ impl Encoder {
             );
         }
 
-        let raw_caps = gst_video::VideoCapsBuilder::new()
-            .format(gst_video::VideoFormat::I420)
-            .width(config.width as i32)
-            .height(config.height as i32)
-            .framerate(gst::Fraction::new(config.fps as i32, 1))
-            .field("colorimetry", "bt601")
-            .build();
         let appsrc = gst_app::AppSrc::builder()
-            .caps(&raw_caps)
+            .caps(&raw_caps(config.width, config.height, config.fps))
             .is_live(true)
             .format(gst::Format::Time)
             .do_timestamp(false)
@@ -168,6 +174,7 @@ impl Encoder {
             base_ns: AtomicU64::new(u64::MAX),
             bitrate_kbps: AtomicU32::new(0),
             pending: Mutex::new(VecDeque::new()),
+            size: Mutex::new((config.width, config.height)),
             config,
         };
         this.set_bitrate(this.config.bitrate_kbps);
@@ -199,14 +206,16 @@ impl Encoder {
 
     /// Queues a frame for encoding. Never blocks: if the encoder is still busy with the previous
     /// frame, a frame still waiting for it is dropped in favour of this newer one.
+    ///
+    /// A frame of another (even, non-zero, at most 4096) size than the previous one changes the
+    /// stream's size: the encoder starts a new sequence (SPS/PPS and an IDR) at that size. That is
+    /// how a title's window resize, or a step down the quality ladder, reaches the player.
     pub fn push(&self, frame: &Frame, rois: &[Roi]) -> Result<(), EncoderError> {
-        let (w, h) = (self.config.width, self.config.height);
+        let (w, h) = (frame.width, frame.height);
         let expected_len = PixelFormat::I420.frame_len(w, h);
-        if frame.format != PixelFormat::I420
-            || frame.width != w
-            || frame.height != h
-            || frame.data.len() < expected_len
-        {
+        let size_ok =
+            w > 0 && h > 0 && w.is_multiple_of(2) && h.is_multiple_of(2) && w <= 4096 && h <= 4096;
+        if frame.format != PixelFormat::I420 || !size_ok || frame.data.len() < expected_len {
             return Err(EncoderError::FrameMismatch {
                 frame_id: frame.id,
                 got: format!(
@@ -216,8 +225,18 @@ impl Encoder {
                     frame.height,
                     frame.data.len()
                 ),
-                expected: format!("I420 {w}x{h} ({expected_len} bytes)"),
+                expected: format!(
+                    "I420 of an even size up to 4096x4096 ({expected_len} bytes at {w}x{h})"
+                ),
             });
+        }
+        {
+            let mut size = self.size.lock().unwrap_or_else(|p| p.into_inner());
+            if *size != (w, h) {
+                tracing::info!(from = ?*size, to = ?(w, h), "encoder input size changes");
+                self.appsrc.set_caps(Some(&raw_caps(w, h, self.config.fps)));
+                *size = (w, h);
+            }
         }
         let base = match self.base_ns.compare_exchange(
             u64::MAX,

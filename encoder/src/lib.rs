@@ -139,7 +139,7 @@ pub enum EncoderError {
     #[error("invalid encoder configuration: {0}")]
     InvalidConfig(String),
     /// A frame does not match the configuration.
-    #[error("frame {frame_id} is {got}, but the encoder was opened for {expected}")]
+    #[error("frame {frame_id} is {got}; the encoder takes {expected}")]
     FrameMismatch {
         /// Offending frame.
         frame_id: u64,

@@ -154,6 +154,60 @@ fn bitrate_changes_at_run_time() {
     );
 }
 
+/// A frame of `w`×`h` with content that moves with `id`.
+fn sized_frame(id: u64, w: u32, h: u32) -> Frame {
+    let mut data = vec![128u8; PixelFormat::I420.frame_len(w, h)];
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            data[y * w as usize + x] = ((x * 3 + y + id as usize * 5) % 220 + 16) as u8;
+        }
+    }
+    Frame {
+        id,
+        captured_ns: 1_000_000_000 + id * 33_333_333,
+        width: w,
+        height: h,
+        format: PixelFormat::I420,
+        data: Bytes::from(data),
+    }
+}
+
+#[test]
+fn a_new_frame_size_starts_a_new_sequence_at_that_size() {
+    for element in ["stratusx264enc", "x264enc"] {
+        let mut config = EncoderConfig::new(W, H, 30, 1000);
+        config.prefer = vec![element.into()];
+        let enc = Encoder::open(config).expect("open");
+        let sizes = [(W, H), (W / 2, H / 2), (W, H)];
+        let mut aus = Vec::new();
+        let mut id = 0;
+        for (w, h) in sizes {
+            for _ in 0..10 {
+                enc.push(&sized_frame(id, w, h), &[]).expect("push");
+                let au = enc
+                    .pull(Duration::from_secs(5))
+                    .expect("pull")
+                    .expect("one access unit per frame");
+                if aus.len() % 10 == 0 {
+                    assert!(
+                        au.keyframe,
+                        "{element}: the first frame at {w}x{h} is a keyframe"
+                    );
+                }
+                aus.push(au.au.to_vec());
+                id += 1;
+            }
+        }
+        let decoded = common::decode_h264(&aus);
+        let got: Vec<(u32, u32)> = decoded.iter().map(|d| (d.width, d.height)).collect();
+        let want: Vec<(u32, u32)> = sizes
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(*s, 10))
+            .collect();
+        assert_eq!(got, want, "{element}: decoded sizes");
+    }
+}
+
 #[test]
 fn bad_frames_and_configs_are_errors() {
     let err = Encoder::open(EncoderConfig::new(0, 240, 30, 1000)).expect_err("zero width");
@@ -164,8 +218,14 @@ fn bad_frames_and_configs_are_errors() {
     let enc = Encoder::open(EncoderConfig::new(W, H, 30, 1000)).expect("open");
     let mut wrong = frame(0);
     wrong.width = 640;
-    let err = enc.push(&wrong, &[]).expect_err("size mismatch");
-    assert!(err.to_string().contains("320x240"), "{err}");
+    let err = enc
+        .push(&wrong, &[])
+        .expect_err("too little data for its size");
+    assert!(err.to_string().contains("640x240"), "{err}");
+    let mut odd = frame(0);
+    odd.width = 319;
+    let err = enc.push(&odd, &[]).expect_err("odd width");
+    assert!(err.to_string().contains("even"), "{err}");
     let mut short = frame(1);
     short.data = short.data.slice(..100);
     assert!(enc.push(&short, &[]).is_err(), "short data");
