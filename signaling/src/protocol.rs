@@ -249,6 +249,9 @@ pub enum ServerMsg {
         /// The title to launch, if the client named one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
+        /// How to start it, from its catalog manifest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        launch: Option<crate::catalog::Launch>,
         /// The client's offer.
         sdp: String,
         /// Fencing epoch of the slot reservation that admitted this session.

@@ -272,6 +272,7 @@ async fn wait_hello(
 struct Admitted {
     record: SessionRecord,
     node: NodeRecord,
+    launch: crate::catalog::Launch,
 }
 
 /// Plans and reserves; on refusal, the error to send.
@@ -379,7 +380,11 @@ async fn assign_inner(
             rtt_ms: None,
             end_reason: None,
         };
-        return Ok(Admitted { record, node });
+        return Ok(Admitted {
+            record,
+            node,
+            launch: title.manifest.launch.clone(),
+        });
     }
     let (code, message) = plan.refusal(&title_id);
     Err((code, message, "refused"))
@@ -401,7 +406,11 @@ async fn session(socket: WebSocket, shared: &Arc<Shared>, claims: Claims, locati
     let Some(hello) = wait_hello(shared, &mut stream, &outbox, &mut discipline).await else {
         return;
     };
-    let Admitted { mut record, node } = match assign(shared, &claims, &location, &hello).await {
+    let Admitted {
+        mut record,
+        node,
+        launch,
+    } = match assign(shared, &claims, &location, &hello).await {
         Ok(a) => a,
         Err((code, message, _)) => {
             send(&outbox, ServerMsg::error(code, message));
@@ -460,6 +469,7 @@ async fn session(socket: WebSocket, shared: &Arc<Shared>, claims: Claims, locati
                             shared.to_node(&node.replica, &node.node_id, ServerMsg::StartSession {
                                 session_id: session_id.clone(),
                                 title: Some(record.title.clone()),
+                                launch: Some(launch.clone()),
                                 sdp,
                                 epoch: record.epoch,
                                 ice_servers: ice_servers.clone(),
