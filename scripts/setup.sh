@@ -19,6 +19,8 @@ PACKAGES=(
   curl ca-certificates procps iproute2
   # the signaling service's shared store and TURN relay, started by the tests
   redis-server coturn
+  # session audio: a PulseAudio server per node, pulsesrc, libopus
+  pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio libopus-dev
 )
 
 missing=()

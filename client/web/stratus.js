@@ -6,13 +6,17 @@
 // relay-only ICE (through the TURN server signaling hands out).
 //
 // `window.stratus` exposes the session state for people and tests: `status`,
-// `connectionState`, `sessionId`, `nodeId`, `error`, `pc`, and `inspectFrame()`, which reads the
-// latency and frame-id codes and the swatch colour from the frame on screen.
+// `connectionState`, `sessionId`, `nodeId`, `error`, `pc`, `lastEnd` (why the last session
+// ended), `audioStream` (the title's sound, once it arrives), and `inspectFrame()`, which reads
+// the latency and frame-id codes and the swatch colour from the frame on screen.
 
 import { attachInput } from './input.js';
 import { Horizon } from './predict.js';
 
 export const PROTOCOL_VERSION = 1;
+
+// Reasons a node gives when the title itself is over (exited, crashed, never started).
+const TITLE_OVER = /^(the title |cannot start the title|this node (cannot|has no) )/;
 
 // Latency code geometry (DESIGN.md).
 const CELL_W = 16, CELL_H = 32, CELLS = 57;
@@ -50,6 +54,8 @@ const state = {
   pc: null,
   input: null,
   inspectFrame: null,
+  lastEnd: null,
+  audioStream: null,
 };
 window.stratus = state;
 
@@ -130,7 +136,18 @@ export async function pickTitle(picker) {
   });
 }
 
-export function start({ video, status, stats, touch = null, fullscreen = null, picker = null }) {
+export function start({ video, status, stats, audio = null, touch = null, fullscreen = null, picker = null }) {
+  // Browsers may refuse to play sound before the player touches the page: then the first
+  // click or key turns it on.
+  const playSound = (stream) => {
+    if (!audio) return;
+    audio.srcObject = stream;
+    audio.play().catch(() => {
+      const resume = () => { audio.play().catch(() => {}); };
+      document.addEventListener('pointerdown', resume, { once: true });
+      document.addEventListener('keydown', resume, { once: true });
+    });
+  };
   if (fullscreen) {
     fullscreen.addEventListener('click', () => {
       const stage = video.parentElement;
@@ -260,7 +277,10 @@ export function start({ video, status, stats, touch = null, fullscreen = null, p
           try { if (pc) await pc.addIceCandidate(msg.candidate); } catch (e) { console.warn('bad candidate', e); }
           break;
         case 'session_ended':
-          retry(`session ended: ${msg.reason}`);
+          state.lastEnd = msg.reason;
+          // The game ended, crashed or could not start: starting it again would not help.
+          if (TITLE_OVER.test(msg.reason)) { teardown(); say(`session ended: ${msg.reason}`, true); }
+          else retry(`session ended: ${msg.reason}`);
           break;
         case 'error':
           if (msg.code === 'version_mismatch') { teardown(); say(`${msg.message}; reload the page`, true); }
@@ -276,13 +296,19 @@ export function start({ video, status, stats, touch = null, fullscreen = null, p
     const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
     state.pc = pc;
     const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
     // Reliable and ordered: a lost key-up would leave a key stuck in the game.
     channel = pc.createDataChannel('input', { ordered: true });
     // Render each frame as soon as it is decoded.
     if ('jitterBufferTarget' in transceiver.receiver) transceiver.receiver.jitterBufferTarget = 0;
     if ('playoutDelayHint' in transceiver.receiver) transceiver.receiver.playoutDelayHint = 0;
     pc.ontrack = (e) => {
-      video.srcObject = e.streams[0] || new MediaStream([e.track]);
+      if (e.track.kind === 'audio') {
+        state.audioStream = new MediaStream([e.track]);
+        playSound(state.audioStream);
+        return;
+      }
+      video.srcObject = new MediaStream([e.track]);
       video.play().catch(() => {});
     };
     pc.onicecandidate = (e) => { if (e.candidate) send({ type: 'ice', candidate: e.candidate.toJSON() }); };

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use signaling::protocol::{self, ErrorCode, NodeMsg, PROTOCOL_VERSION, ServerMsg, SessionStats};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::backoff::Backoff;
 use crate::config::NodeConfig;
 use crate::session::{self, SessionCmd, SessionParams};
+use crate::title::{NodeResources, TitleKind};
 
 /// How long registration may take after connecting.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,9 +33,28 @@ pub struct Node {
     config: NodeConfig,
     sessions: HashMap<String, mpsc::Sender<SessionCmd>>,
     ended: JoinSet<(String, String, u64)>,
-    draining: bool,
+    /// Taking no new sessions (signaling's `drain` or [`Drainer::drain`]).
+    draining: Arc<AtomicBool>,
+    /// Set once [`Drainer::drain`] was called: when the last session ends, the node stops.
+    drain_deadline: Option<tokio::time::Instant>,
+    drain_tx: Arc<watch::Sender<bool>>,
+    drain_rx: watch::Receiver<bool>,
+    resources: Option<Arc<NodeResources>>,
+    metrics: Arc<crate::metrics::NodeMetrics>,
     to_signaling_tx: mpsc::Sender<NodeMsg>,
     to_signaling_rx: mpsc::Receiver<NodeMsg>,
+}
+
+/// Asks a running [`Node`] to drain: take no new sessions, let the running ones end (or end
+/// them after the configured drain timeout), then stop. What SIGTERM does.
+#[derive(Debug, Clone)]
+pub struct Drainer(Arc<watch::Sender<bool>>);
+
+impl Drainer {
+    /// Starts draining.
+    pub fn drain(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 /// Why one signaling connection ended.
@@ -47,22 +67,53 @@ impl Node {
     /// A node with this configuration; nothing runs until [`Node::run`].
     pub fn new(config: NodeConfig) -> Self {
         let (to_signaling_tx, to_signaling_rx) = mpsc::channel(256);
+        let (drain_tx, drain_rx) = watch::channel(false);
         Self {
             config,
             sessions: HashMap::new(),
             ended: JoinSet::new(),
-            draining: false,
+            draining: Arc::new(AtomicBool::new(false)),
+            drain_deadline: None,
+            drain_tx: Arc::new(drain_tx),
+            drain_rx,
+            resources: None,
+            metrics: Arc::default(),
             to_signaling_tx,
             to_signaling_rx,
         }
     }
 
-    /// Connects to signaling and serves sessions until `shutdown` completes; then ends every
-    /// session and returns. Connection failures are retried forever with backoff.
+    /// The node's metrics (what `/metrics` serves), live.
+    pub fn metrics(&self) -> Arc<crate::metrics::NodeMetrics> {
+        self.metrics.clone()
+    }
+
+    /// A handle that makes the node drain (see [`Drainer`]).
+    pub fn drainer(&self) -> Drainer {
+        Drainer(self.drain_tx.clone())
+    }
+
+    /// Connects to signaling and serves sessions until `shutdown` completes (or a drain
+    /// finishes); then ends every session and returns. Connection failures are retried forever
+    /// with backoff.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-        let probe = self.start_probe().await;
+        let session_config = self.config.sessions.clone();
+        let metrics = self.metrics.clone();
+        let resources = tokio::select! {
+            r = tokio::task::spawn_blocking(move || NodeResources::prepare(session_config, metrics)) => r,
+            _ = &mut shutdown => return,
+        };
+        let resources = match resources {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                tracing::error!("preparing the node failed: {e}");
+                return;
+            }
+        };
+        self.resources = Some(resources.clone());
+        let probe = self.start_probe(&resources).await;
         let urls = self.config.signaling_urls.clone();
         if urls.is_empty() {
             tracing::error!("no signaling URL is configured; the node cannot take sessions");
@@ -90,6 +141,9 @@ impl Node {
                 },
                 Err(e) => format!("unreachable ({e})"),
             };
+            if self.drain_deadline.is_some() && self.sessions.is_empty() {
+                break;
+            }
             let delay = backoff.next_delay(rand::random());
             tracing::warn!(
                 "signaling at {url}: {reason}; retrying in {:.1} s",
@@ -104,11 +158,27 @@ impl Node {
         if let Some(probe) = probe {
             probe.abort();
         }
+        // The last reference: the sound server stops and the runtime directory goes.
+        self.resources = None;
+        if let Ok(resources) = Arc::try_unwrap(resources) {
+            let _ = tokio::task::spawn_blocking(move || drop(resources)).await;
+        }
     }
 
-    /// Starts the RTT probe endpoint when configured.
-    async fn start_probe(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+    /// Starts the HTTP endpoint (RTT probe, `/metrics`) when configured.
+    async fn start_probe(
+        &mut self,
+        resources: &Arc<NodeResources>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let addr = self.config.probe_listen?;
+        let metrics: crate::probe::MetricsFn = {
+            let (metrics, draining, capacity) = (
+                resources.metrics.clone(),
+                self.draining.clone(),
+                self.config.capacity,
+            );
+            Arc::new(move || metrics.render(capacity, draining.load(Ordering::Relaxed)))
+        };
         match crate::probe::bind(addr).await {
             Ok(listener) => {
                 let bound = listener.local_addr().unwrap_or(addr);
@@ -116,7 +186,7 @@ impl Node {
                     self.config.probe_url = Some(format!("http://{bound}/probe"));
                 }
                 tracing::info!(%bound, "RTT probe endpoint listening");
-                Some(tokio::spawn(crate::probe::serve(listener)))
+                Some(tokio::spawn(crate::probe::serve(listener, Some(metrics))))
             }
             Err(e) => {
                 tracing::warn!(
@@ -208,13 +278,25 @@ impl Node {
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => {
-                    let beat = NodeMsg::Heartbeat {
-                        sessions: self.sessions.len() as u32,
-                        draining: self.draining,
-                    };
-                    if let Err(e) = sink.send(text(&beat)).await {
+                    if let Err(e) = sink.send(text(&self.heartbeat())).await {
                         return Disconnect::Lost(format!("send failed ({e})"));
                     }
+                },
+                _ = self.drain_rx.changed(), if self.drain_deadline.is_none() => {
+                    self.start_drain();
+                    if let Err(e) = sink.send(text(&self.heartbeat())).await {
+                        return Disconnect::Lost(format!("send failed ({e})"));
+                    }
+                    if self.sessions.is_empty() {
+                        let _ = sink.close().await;
+                        return Disconnect::Shutdown;
+                    }
+                },
+                _ = sleep_until_opt(self.drain_deadline), if self.drain_deadline.is_some() => {
+                    tracing::warn!("drain timeout: ending the remaining sessions");
+                    self.end_all("the node is shutting down (drain timeout)").await;
+                    let _ = sink.close().await;
+                    return Disconnect::Shutdown;
                 },
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(t))) => self.handle(&t),
@@ -230,11 +312,20 @@ impl Node {
                 Some(done) = self.ended.join_next(), if !self.ended.is_empty() => {
                     if let Ok((session_id, reason, bytes_sent)) = done {
                         self.sessions.remove(&session_id);
+                        if let Some(r) = &self.resources {
+                            r.metrics.remove(&session_id);
+                            r.metrics.sessions_ended.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::info!(session_id, reason, bytes_sent, "session over");
                         let stats = Some(SessionStats { bytes_sent, rtt_ms: None });
                         let msg = NodeMsg::SessionEnded { session_id, reason, stats };
                         if let Err(e) = sink.send(text(&msg)).await {
                             return Disconnect::Lost(format!("send failed ({e})"));
+                        }
+                        if self.drain_deadline.is_some() && self.sessions.is_empty() {
+                            tracing::info!("drained: the last session ended");
+                            let _ = sink.close().await;
+                            return Disconnect::Shutdown;
                         }
                     }
                 },
@@ -256,8 +347,12 @@ impl Node {
         };
         match msg {
             ServerMsg::StartSession {
-                session_id, sdp, ..
-            } => self.start_session(session_id, sdp),
+                session_id,
+                sdp,
+                title,
+                launch,
+                ..
+            } => self.start_session(session_id, sdp, title, launch),
             ServerMsg::Ice {
                 session_id: Some(session_id),
                 candidate,
@@ -273,7 +368,7 @@ impl Node {
             }
             ServerMsg::Drain => {
                 tracing::info!("draining: finishing running sessions, taking no new ones");
-                self.draining = true;
+                self.draining.store(true, Ordering::Relaxed);
             }
             ServerMsg::Error { code, message } => {
                 tracing::warn!(?code, "signaling reported: {message}");
@@ -282,27 +377,83 @@ impl Node {
         }
     }
 
-    fn start_session(&mut self, session_id: String, offer_sdp: String) {
+    fn heartbeat(&self) -> NodeMsg {
+        NodeMsg::Heartbeat {
+            sessions: self.sessions.len() as u32,
+            draining: self.draining.load(Ordering::Relaxed),
+        }
+    }
+
+    fn start_drain(&mut self) {
+        let timeout = self.config.sessions.drain_timeout;
+        tracing::info!(
+            sessions = self.sessions.len(),
+            "draining: taking no new sessions; stopping when the running ones end (at most {timeout:?})"
+        );
+        self.draining.store(true, Ordering::Relaxed);
+        self.drain_deadline = Some(tokio::time::Instant::now() + timeout);
+    }
+
+    fn refuse(&self, session_id: String, reason: String) {
+        if let Some(r) = &self.resources {
+            r.metrics.sessions_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::warn!(session_id, "session refused: {reason}");
+        let _ = self.to_signaling_tx.try_send(NodeMsg::SessionEnded {
+            session_id,
+            reason,
+            stats: None,
+        });
+    }
+
+    fn start_session(
+        &mut self,
+        session_id: String,
+        offer_sdp: String,
+        title: Option<String>,
+        launch: Option<signaling::catalog::Launch>,
+    ) {
         if self.sessions.contains_key(&session_id) {
             tracing::warn!(session_id, "duplicate start for a running session ignored");
             return;
         }
         if self.sessions.len() as u32 >= self.config.capacity {
-            let _ = self.to_signaling_tx.try_send(NodeMsg::SessionEnded {
-                session_id,
-                reason: format!("{:?}: the node is at capacity", ErrorCode::NoNodeAvailable),
-                stats: None,
-            });
-            return;
+            let reason = format!("{:?}: the node is at capacity", ErrorCode::NoNodeAvailable);
+            return self.refuse(session_id, reason);
         }
+        if self.draining.load(Ordering::Relaxed) {
+            return self.refuse(session_id, "the node is draining".into());
+        }
+        let Some(resources) = self.resources.clone() else {
+            return self.refuse(session_id, "the node is still starting".into());
+        };
+        if let Some(t) = &title
+            && !self.config.titles.iter().any(|installed| installed == t)
+        {
+            return self.refuse(
+                session_id,
+                format!("title {t:?} is not installed on this node"),
+            );
+        }
+        let kind = match TitleKind::from_launch(launch.as_ref()) {
+            Ok(kind) => kind,
+            Err(e) => return self.refuse(session_id, e),
+        };
         let (tx, rx) = mpsc::channel(64);
         self.sessions.insert(session_id.clone(), tx);
+        resources
+            .metrics
+            .sessions_started
+            .fetch_add(1, Ordering::Relaxed);
         let params = SessionParams {
             session_id: session_id.clone(),
             offer_sdp,
             video: self.config.video.clone(),
             rtc_ip: self.config.rtc_ip,
             bytes_sent: Arc::new(AtomicU64::new(0)),
+            title: kind,
+            metrics: resources.metrics.add(&session_id),
+            resources,
         };
         let bytes_sent = params.bytes_sent.clone();
         let to_signaling = self.to_signaling_tx.clone();
@@ -323,6 +474,14 @@ impl Node {
             self.ended.abort_all();
         }
         self.sessions.clear();
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

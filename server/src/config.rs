@@ -26,6 +26,9 @@ pub struct VideoConfig {
     pub roi_quality: i8,
     /// Region edge as a fraction of the frame's shorter side.
     pub roi_size: f32,
+    /// Below this congestion estimate (kbit/s) the stream steps down to half the frame rate,
+    /// then to half the size (see [`crate::ladder`]); 0 turns the ladder off.
+    pub ladder_floor_kbps: u32,
 }
 
 impl Default for VideoConfig {
@@ -41,6 +44,7 @@ impl Default for VideoConfig {
             roi: true,
             roi_quality: encoder::roi::DEFAULT_QUALITY,
             roi_size: encoder::roi::DEFAULT_SIZE_FRACTION,
+            ladder_floor_kbps: 1_500,
         }
     }
 }
@@ -74,6 +78,36 @@ pub struct NodeConfig {
     pub rtc_ip: IpAddr,
     /// Video settings.
     pub video: VideoConfig,
+    /// Session settings (sandboxes, limits).
+    pub sessions: SessionConfig,
+}
+
+/// How sessions run titles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// Where session sandboxes, the capture layer's manifest and the sound server live; the
+    /// node makes a private directory inside it.
+    pub runtime_root: std::path::PathBuf,
+    /// How long a title has to show its first frame.
+    pub first_frame_timeout: std::time::Duration,
+    /// Longest a session may last; none for no limit.
+    pub max_duration: Option<std::time::Duration>,
+    /// Give sessions sound (a PulseAudio server the node starts, a sink per session).
+    pub audio: bool,
+    /// On SIGTERM, how long running sessions may go on before they are ended.
+    pub drain_timeout: std::time::Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            runtime_root: std::env::temp_dir(),
+            first_frame_timeout: std::time::Duration::from_secs(20),
+            max_duration: None,
+            audio: true,
+            drain_timeout: std::time::Duration::from_secs(600),
+        }
+    }
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -89,6 +123,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("node_key", &self.node_key.as_ref().map(|_| "<set>"))
             .field("rtc_ip", &self.rtc_ip)
             .field("video", &self.video)
+            .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +144,7 @@ impl NodeConfig {
             node_key: None,
             rtc_ip: IpAddr::from([127, 0, 0, 1]),
             video: VideoConfig::default(),
+            sessions: SessionConfig::default(),
         }
     }
 }

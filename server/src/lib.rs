@@ -1,10 +1,12 @@
 //! The Stratus node: streams titles to players.
 //!
 //! A [`Node`] keeps a WebSocket to the signaling service and runs one [`session`] per player:
-//! the title renders ([`capture::offscreen::DemoSource`]), the encoder turns frames into H.264
-//! access units ([`encoder::Encoder`]), and a webrtc-rs peer connection sends them with
-//! congestion control (GCC over TWCC) whose estimate drives the encoder bitrate, and PLI/FIR
-//! forcing keyframes.
+//! the [`title`] runs (the built-in demo renders in-process with
+//! [`capture::offscreen::DemoSource`]; a catalog program runs in its own [`sandbox`] — display,
+//! process group, capture layer — with its sound in its own sink), the encoder turns frames into
+//! H.264 access units ([`encoder::Encoder`]), and a webrtc-rs peer connection sends them and
+//! the Opus sound with congestion control (GCC over TWCC) whose estimate drives the encoder
+//! bitrate, and PLI/FIR forcing keyframes. [`metrics`] are served at `/metrics`.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -18,12 +20,17 @@
 #![deny(missing_docs)]
 
 mod agent;
+pub mod audio;
 pub mod backoff;
 pub mod config;
 pub mod controls;
+pub mod ladder;
 pub mod media;
+pub mod metrics;
 pub mod peer;
 pub mod probe;
+pub mod sandbox;
 pub mod session;
+pub mod title;
 
-pub use agent::Node;
+pub use agent::{Drainer, Node};

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Context;
 use clap::Parser;
 use server::Node;
-use server::config::{NodeConfig, VideoConfig};
+use server::config::{NodeConfig, SessionConfig, VideoConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Stratus node: renders titles, encodes them, and streams them to players over WebRTC.
@@ -85,6 +85,30 @@ struct Cli {
     /// Region edge as a fraction of the frame's shorter side.
     #[arg(long, default_value_t = encoder::roi::DEFAULT_SIZE_FRACTION)]
     roi_size: f32,
+    /// Below this congestion estimate (kbit/s) streams step down to half the frame rate, then
+    /// half the size, and back up when it recovers (0: never).
+    #[arg(long, default_value_t = 1500)]
+    ladder_floor_kbps: u32,
+    /// Titles installed on this node, by catalog id (comma-separated). `demo` is built in;
+    /// others run their catalog manifest's command in a sandbox.
+    #[arg(long, default_value = "demo", value_delimiter = ',')]
+    titles: Vec<String>,
+    /// Where the node keeps session sandboxes and its sound server (a private directory is
+    /// made inside).
+    #[arg(long, env = "STRATUS_RUNTIME_DIR")]
+    runtime_dir: Option<std::path::PathBuf>,
+    /// Seconds a title has to show its first frame.
+    #[arg(long, default_value_t = 20)]
+    first_frame_timeout: u64,
+    /// Longest session in seconds (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_session: u64,
+    /// Seconds running sessions may go on after SIGTERM before they are ended.
+    #[arg(long, default_value_t = 600)]
+    drain_timeout: u64,
+    /// No sound (no PulseAudio server, no audio track).
+    #[arg(long)]
+    no_audio: bool,
 }
 
 #[tokio::main]
@@ -105,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         roi: !cli.no_roi,
         roi_quality: cli.roi_quality,
         roi_size: cli.roi_size,
+        ladder_floor_kbps: cli.ladder_floor_kbps,
         ..VideoConfig::default()
     };
     let coords = match (cli.lat, cli.lon) {
@@ -124,21 +149,34 @@ async fn main() -> anyhow::Result<()> {
             coords,
         },
         gpu_class: cli.gpu_class,
-        titles: vec![signaling::catalog::DEMO_TITLE.to_string()],
+        titles: cli.titles,
         public_addr: cli.public_addr,
         probe_listen: cli.probe_listen,
         probe_url: cli.probe_url,
         node_key: cli.node_key,
         rtc_ip: cli.rtc_ip,
         video,
+        sessions: SessionConfig {
+            runtime_root: cli.runtime_dir.unwrap_or_else(std::env::temp_dir),
+            first_frame_timeout: std::time::Duration::from_secs(cli.first_frame_timeout.max(1)),
+            max_duration: (cli.max_session > 0)
+                .then(|| std::time::Duration::from_secs(cli.max_session)),
+            audio: !cli.no_audio,
+            drain_timeout: std::time::Duration::from_secs(cli.drain_timeout),
+        },
     };
 
+    // Ctrl-C stops at once; SIGTERM drains (no new sessions, stop when the running ones end).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    let ctrl_c_stop = stop_tx.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
+        let _ = ctrl_c_stop.send(true);
     });
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -156,7 +194,22 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(node_id = %config.node_id, signaling = ?config.signaling_urls, "node starting");
-    Node::new(config).run(stopped(stop_rx)).await;
+    let node = Node::new(config);
+    let drainer = node.drainer();
+    let term_stop = stop_tx.clone();
+    tokio::spawn(async move {
+        if sigterm.recv().await.is_some() {
+            tracing::info!("SIGTERM: draining (a second SIGTERM stops at once)");
+            drainer.drain();
+        }
+        if sigterm.recv().await.is_some() {
+            tracing::info!("second SIGTERM: shutting down");
+            let _ = term_stop.send(true);
+        }
+    });
+    node.run(stopped(stop_rx)).await;
+    // A finished drain stops the embedded signaling service too.
+    let _ = stop_tx.send(true);
     if let Some(service) = embedded {
         service.await.context("signaling task")??;
     }

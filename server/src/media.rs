@@ -6,7 +6,7 @@
 //! pull blocks; neither belongs on the async runtime. The sender queue is short and never
 //! blocks the encoder: when the network side falls behind, frames are dropped and counted.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use encoder::roi::RoiPolicy;
 use encoder::{EncodedFrame, Encoder};
 
 use crate::controls::PointerHint;
+use crate::ladder::{RUNGS, downscale_i420};
 use tokio::sync::mpsc;
 
 /// How long the output thread waits for a frame before checking whether to stop.
@@ -30,6 +31,8 @@ pub struct MediaCounters {
     pub encoded: AtomicU64,
     /// Access units dropped because the sender was behind.
     pub dropped: AtomicU64,
+    /// Frames left out on purpose by a lower rung of the quality ladder.
+    pub thinned: AtomicU64,
 }
 
 /// A running capture → encode path. Stops (and joins its threads) when dropped.
@@ -44,12 +47,14 @@ pub struct MediaPipeline {
 impl MediaPipeline {
     /// Starts the threads. Encoded frames go to `out`; when the path fails, `out` closes and
     /// [`MediaPipeline::failure`] says why.
-    /// With `roi`, every frame carries the policy's regions around the pointer `hint`.
+    /// With `roi`, every frame carries the policy's regions around the pointer `hint`. `rung`
+    /// is the quality ladder's current step ([`crate::ladder::RUNGS`]), read every frame.
     pub fn start(
         mut source: Box<dyn Source>,
         encoder: Arc<Encoder>,
         out: mpsc::Sender<EncodedFrame>,
         roi: Option<(RoiPolicy, Arc<PointerHint>)>,
+        rung: Arc<AtomicUsize>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
@@ -76,6 +81,7 @@ impl MediaPipeline {
             std::thread::Builder::new()
                 .name("stratus-capture".into())
                 .spawn(move || {
+                    let mut seen = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let frame = match source.next_frame() {
                             Ok(frame) => frame,
@@ -92,10 +98,27 @@ impl MediaPipeline {
                                 / 1e6,
                             "frame captured"
                         );
-                        let rois = roi
+                        let step = RUNGS[rung.load(Ordering::Relaxed).min(RUNGS.len() - 1)];
+                        seen += 1;
+                        if !seen.is_multiple_of(u64::from(step.keep_every)) {
+                            counters.thinned.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        let mut rois = roi
                             .as_ref()
                             .map(|(policy, hint)| policy.regions(hint.get()))
                             .unwrap_or_default();
+                        let frame = if step.scale > 1 {
+                            for r in &mut rois {
+                                r.x /= step.scale;
+                                r.y /= step.scale;
+                                r.width /= step.scale;
+                                r.height /= step.scale;
+                            }
+                            downscale_i420(&frame)
+                        } else {
+                            frame
+                        };
                         if let Err(e) = encoder.push(&frame, &rois) {
                             return fail(format!("the encoder refused a frame: {e}"));
                         }

@@ -1,4 +1,4 @@
-//! Building a WebRTC peer connection for one session: H.264 with NACK, PLI/FIR and TWCC,
+//! Building a WebRTC peer connection for one session: H.264 with NACK, PLI/FIR and TWCC, Opus,
 //! Google Congestion Control whose estimate the session reads, the playout-delay extension,
 //! and an interceptor that lets keyframe requests reach the application.
 
@@ -14,9 +14,11 @@ use rtc::interceptor::{
 };
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    CongestionFeedback, configure_congestion_control, register_default_interceptors,
+    CongestionFeedback, configure_congestion_control, configure_nack, configure_rtcp_reports,
 };
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
+};
 use rtc::peer_connection::configuration::setting_engine::SettingEngine;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -29,6 +31,10 @@ use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnect
 
 /// RTP payload type we offer H.264 under.
 pub const H264_PAYLOAD_TYPE: u8 = 102;
+/// RTP payload type we offer Opus under.
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// RTP payload type of the H.264 stream's retransmissions.
+pub const RTX_PAYLOAD_TYPE: u8 = 103;
 /// The playout-delay RTP header extension (Chromium renders as soon as it decodes at 0/0).
 pub const PLAYOUT_DELAY_URI: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
 
@@ -40,6 +46,28 @@ pub fn h264_codec() -> RTCRtpCodec {
         channels: 0,
         sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
             .to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Retransmissions of the H.264 stream (RFC 4588).
+pub fn rtx_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/rtx".to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: format!("apt={H264_PAYLOAD_TYPE}"),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The Opus codec we send: 48 kHz stereo, in-band FEC.
+pub fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
     }
 }
@@ -176,6 +204,22 @@ pub async fn build_peer(
         },
         RtpCodecKind::Video,
     )?;
+    // RTX (RFC 4588): the NACK responder resends lost packets on their own SSRC, so the
+    // receiver's loss and jitter statistics of the media stream stay clean.
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: rtx_codec(),
+            payload_type: RTX_PAYLOAD_TYPE,
+        },
+        RtpCodecKind::Video,
+    )?;
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: OPUS_PAYLOAD_TYPE,
+        },
+        RtpCodecKind::Audio,
+    )?;
     media.register_feedback(
         RTCPFeedback {
             typ: "ccm".to_owned(),
@@ -202,7 +246,9 @@ pub async fn build_peer(
         CongestionFeedback::Twcc,
         &mut media,
     )?;
-    let registry = register_default_interceptors(registry, &mut media)?;
+    // NACK and RTCP reports; not `register_default_interceptors`, whose TWCC receiver the
+    // congestion controller above already holds.
+    let registry = configure_rtcp_reports(configure_nack(registry, &mut media));
     let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
 
     let setting = SettingEngine::default();

@@ -1,10 +1,13 @@
-//! The RTT probe endpoint: a tiny HTTP responder clients time a `GET /probe` against before
-//! asking signaling for a session, so assignment can prefer the node with the shortest round
-//! trip. It answers `204 No Content` with CORS headers (the page is served by signaling, on
-//! another origin) and nothing else; it never reads more than one small request per
+//! The node's HTTP endpoint: the RTT probe and the Prometheus metrics.
+//!
+//! Clients time a `GET /probe` before asking signaling for a session, so assignment can
+//! prefer the node with the shortest round trip; it answers `204 No Content` with CORS headers
+//! (the page is served by signaling, on another origin). `GET /metrics` answers the node's
+//! metrics in the Prometheus text format. It never reads more than one small request per
 //! connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -26,12 +29,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Answers probes until the task is dropped.
-pub async fn serve(listener: TcpListener) {
+/// Renders the metrics page.
+pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Answers probes (and metrics, with `metrics`) until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Option<MetricsFn>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(answer(stream));
+                tokio::spawn(answer(stream, metrics.clone()));
             }
             Err(e) => {
                 tracing::warn!("probe endpoint: accept failed: {e}");
@@ -41,7 +47,7 @@ pub async fn serve(listener: TcpListener) {
     }
 }
 
-async fn answer(mut stream: TcpStream) {
+async fn answer(mut stream: TcpStream, metrics: Option<MetricsFn>) {
     let _ = stream.set_nodelay(true);
     let mut buf = [0u8; MAX_REQUEST_BYTES];
     let mut len = 0;
@@ -64,8 +70,16 @@ async fn answer(mut stream: TcpStream) {
         return;
     }
     let head = &buf[..len];
+    let page;
     let reply = if head.starts_with(b"GET /probe") || head.starts_with(b"OPTIONS /probe") {
         NO_CONTENT
+    } else if let (true, Some(render)) = (head.starts_with(b"GET /metrics "), &metrics) {
+        let body = render();
+        page = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        page.as_bytes()
     } else {
         NOT_FOUND
     };
@@ -83,8 +97,9 @@ mod tests {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(serve(listener));
-        for (path, want) in [("/probe", "204"), ("/other", "404")] {
+        let metrics: MetricsFn = Arc::new(|| "stratus_node_sessions 0\n".to_string());
+        let server = tokio::spawn(serve(listener, Some(metrics)));
+        for (path, want) in [("/probe", "204"), ("/other", "404"), ("/metrics", "200")] {
             let mut s = TcpStream::connect(addr).await.expect("connect");
             s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
                 .await
@@ -100,6 +115,9 @@ mod tests {
             assert!(out.starts_with(&format!("HTTP/1.1 {want}")), "{out}");
             if want == "204" {
                 assert!(out.contains("Access-Control-Allow-Origin: *"));
+            }
+            if want == "200" {
+                assert!(out.ends_with("stratus_node_sessions 0\n"), "{out}");
             }
         }
         server.abort();

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capture::offscreen::DemoSource;
 use encoder::roi::RoiPolicy;
 use encoder::{EncodedFrame, Encoder, EncoderConfig};
 use rtc::media::Sample;
@@ -27,10 +26,14 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription,
 };
 
+use crate::audio::AudioPacket;
 use crate::config::VideoConfig;
-use crate::controls::{DemoInjector, InputPath, PointerHint};
+use crate::controls::{InputPath, PointerHint};
+use crate::ladder::{Ladder, LadderConfig};
 use crate::media::MediaPipeline;
+use crate::metrics::SessionMetrics;
 use crate::peer::{self, RateBounds};
+use crate::title::{NodeResources, RunningTitle, TitleKind};
 
 /// How long the player has to connect after the answer is sent.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,6 +69,12 @@ pub struct SessionParams {
     pub rtc_ip: IpAddr,
     /// Media bytes handed to the transport, for the session record.
     pub bytes_sent: Arc<std::sync::atomic::AtomicU64>,
+    /// The title to run.
+    pub title: TitleKind,
+    /// What the node's sessions share (sandbox root, capture layer, sound server).
+    pub resources: Arc<NodeResources>,
+    /// This session's figures for `/metrics`.
+    pub metrics: Arc<SessionMetrics>,
 }
 
 enum PeerEvent {
@@ -192,6 +201,32 @@ async fn negotiate_and_stream(
         )
         .map_err(|e| format!("cannot create the video track: {e}"))?,
     );
+    // Sound goes on a second track of the same stream, when the player asked for audio.
+    let audio_ssrc: u32 = rand::random();
+    let audio_track = if params.offer_sdp.lines().any(|l| l.starts_with("m=audio")) {
+        Some(Arc::new(
+            TrackLocalStaticSample::new(
+                Instant::now(),
+                MediaStreamTrack::new(
+                    "stratus".to_owned(),
+                    "stratus-audio".to_owned(),
+                    "stratus-audio".to_owned(),
+                    RtpCodecKind::Audio,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(audio_ssrc),
+                            ..Default::default()
+                        },
+                        codec: peer::opus_codec(),
+                        ..Default::default()
+                    }],
+                ),
+            )
+            .map_err(|e| format!("cannot create the audio track: {e}"))?,
+        ))
+    } else {
+        None
+    };
     let offer = RTCSessionDescription::offer(params.offer_sdp.clone())
         .map_err(|e| format!("the player's offer is not valid SDP: {e}"))?;
     pc.set_remote_description(offer)
@@ -203,6 +238,14 @@ async fn negotiate_and_stream(
         .add_track(track.clone() as Arc<dyn TrackLocal>)
         .await
         .map_err(|e| format!("cannot add the video track: {e}"))?;
+    let audio_sender = match &audio_track {
+        Some(t) => Some(
+            pc.add_track(t.clone() as Arc<dyn TrackLocal>)
+                .await
+                .map_err(|e| format!("cannot add the audio track: {e}"))?,
+        ),
+        None => None,
+    };
 
     let answer = pc
         .create_answer(None)
@@ -260,9 +303,26 @@ async fn negotiate_and_stream(
         }
     });
 
+    // The audio track's own events (its RTCP) are drained and ignored.
+    let audio_task = audio_track
+        .clone()
+        .map(|t| tokio::spawn(async move { while t.poll().await.is_some() {} }));
+
     let (frame_tx, mut frames) = mpsc::channel::<EncodedFrame>(4);
     let mut frame_tx = Some(frame_tx);
+    let (audio_tx, mut audio_rx) = mpsc::channel::<AudioPacket>(8);
+    let mut audio_tx = audio_track.is_some().then_some(audio_tx);
+    let mut audio_pt = peer::OPUS_PAYLOAD_TYPE;
     let mut media: Option<(MediaPipeline, Arc<Encoder>)> = None;
+    let mut title: Option<RunningTitle> = None;
+    let metrics = params.metrics.clone();
+    let started = tokio::time::Instant::now();
+    let max_duration = params.resources.config.max_duration;
+    let mut second = Second::default();
+    // The quality ladder's rung, shared with the media thread.
+    let rung = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut ladder =
+        (v.ladder_floor_kbps > 0).then(|| Ladder::new(LadderConfig::new(v.ladder_floor_kbps)));
     let (input_tx, mut input_rx) = mpsc::channel::<bytes::Bytes>(INPUT_QUEUE);
     let mut input_path: Option<InputPath> = None;
     // The player's pointer, for region-of-interest encoding.
@@ -290,14 +350,23 @@ async fn negotiate_and_stream(
                     if media.is_none() {
                         tracing::info!(session_id = %sid, "player connected; starting the title");
                         payload_type = negotiated_payload_type(&sender).await.unwrap_or(payload_type);
+                        if let Some(s) = &audio_sender {
+                            audio_pt = negotiated_payload_type(s).await.unwrap_or(audio_pt);
+                        }
                         let Some(tx) = frame_tx.take() else { break "internal: media started twice".into() };
-                        match start_media(&v, tx, hint.clone()).await {
-                            Ok((pipeline, encoder, controls)) => {
-                                let injector = DemoInjector::new(controls, v.width, v.height);
-                                input_path = Some(InputPath::new(Box::new(injector), v.width, v.height, hint.clone()));
+                        match start_media(params, tx, audio_tx.take(), hint.clone(), rung.clone()).await {
+                            Ok((pipeline, encoder, mut running)) => {
+                                if let Some(injector) = running.injector.take() {
+                                    let (w, h) = running.size;
+                                    input_path = Some(InputPath::new(injector, w, h, hint.clone()));
+                                }
                                 media = Some((pipeline, encoder));
+                                title = Some(running);
                             }
-                            Err(e) => break e,
+                            Err(e) => {
+                                params.resources.metrics.sessions_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                break e;
+                            }
                         }
                     }
                 }
@@ -339,9 +408,15 @@ async fn negotiate_and_stream(
                     .with_extension(HeaderExtension::PlayoutDelay(PlayoutDelayExtension::new(0, 0)))
                     .write_sample(&sample)
                     .await;
+                let capture_to_packet_ms = capture::clock::monotonic_ns()
+                    .saturating_sub(frame.captured_ns) as f64 / 1e6;
+                metrics.record_capture_to_packet(capture_to_packet_ms);
+                second.frames += 1;
+                second.encode_ns += frame.encoded_ns.saturating_sub(frame.captured_ns);
                 match res {
                     Ok(_) => {
                         params.bytes_sent.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                        metrics.frames_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(e) => {
                         tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
@@ -351,11 +426,26 @@ async fn negotiate_and_stream(
                     session_id = %sid,
                     frame_id = frame.frame_id,
                     encode_ms = frame.encoded_ns.saturating_sub(frame.captured_ns) as f64 / 1e6,
-                    capture_to_packet_ms = capture::clock::monotonic_ns()
-                        .saturating_sub(frame.captured_ns) as f64
-                        / 1e6,
+                    capture_to_packet_ms,
                     "frame sent"
                 );
+            },
+            Some(packet) = audio_rx.recv() => {
+                if let Some(track) = &audio_track {
+                    let bytes = packet.data.len() as u64;
+                    let sample = Sample {
+                        data: packet.data,
+                        duration: packet.duration,
+                        ..Sample::new(Instant::now())
+                    };
+                    match track.sample_writer(audio_ssrc, audio_pt).write_sample(&sample).await {
+                        Ok(_) => {
+                            params.bytes_sent.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                            metrics.audio_packets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::debug!(session_id = %sid, "audio write_sample: {e}"),
+                    }
+                }
             },
             Some(datagram) = input_rx.recv() => {
                 if let Some(path) = &mut input_path {
@@ -369,22 +459,46 @@ async fn negotiate_and_stream(
                     last_keyframe_request = Instant::now();
                     tracing::debug!(session_id = %sid, "keyframe requested by the player");
                     enc.force_keyframe();
+                    metrics.keyframes_forced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
+                metrics.pli.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             },
             _ = rate_tick.tick() => {
                 if let Some((_, enc)) = &media {
                     let kbps = (estimate.bits_per_second() / 1000.0) as u32;
                     let current = enc.bitrate();
-                    // Follow the estimate; ignore changes under 5% to avoid encoder churn.
-                    if current == 0 || kbps.abs_diff(current) * 20 > current {
-                        tracing::debug!(session_id = %sid, kbps, "encoder bitrate follows congestion control");
-                        enc.set_bitrate(kbps.clamp(v.min_kbps, v.max_kbps));
+                    // Down at once (congestion), up smoothly (a third of the gap per tick), and
+                    // changes under 5% are ignored to avoid encoder churn.
+                    let target = smooth_bitrate(current, kbps).clamp(v.min_kbps, v.max_kbps);
+                    if current == 0 || target.abs_diff(current) * 20 > current {
+                        tracing::debug!(session_id = %sid, kbps, target, "encoder bitrate follows congestion control");
+                        enc.set_bitrate(target);
+                    }
+                    if let Some(ladder) = &mut ladder
+                        && let Some(step) = ladder.observe(f64::from(kbps), Instant::now())
+                    {
+                        let r = crate::ladder::RUNGS[step];
+                        tracing::info!(session_id = %sid, kbps, rung = step, scale = r.scale, keep_every = r.keep_every, "quality ladder step");
+                        rung.store(step, std::sync::atomic::Ordering::Relaxed);
+                        metrics.quality_step.store(step as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 if let Some(since) = disconnected_since
                     && since.elapsed() > DISCONNECT_GRACE
                 {
                     break "the player disconnected".into();
+                }
+                if let Some(why) = title.as_mut().and_then(RunningTitle::exited) {
+                    params.resources.metrics.sessions_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    break why;
+                }
+                if let Some(limit) = max_duration
+                    && started.elapsed() >= limit
+                {
+                    break format!("the session reached its time limit ({} s)", limit.as_secs());
+                }
+                if second.since.elapsed() >= Duration::from_secs(1) {
+                    second.publish(&metrics, media.as_ref(), pc).await;
                 }
             },
             _ = &mut connect_deadline, if media.is_none() => {
@@ -393,6 +507,9 @@ async fn negotiate_and_stream(
         }
     };
     kf_task.abort();
+    if let Some(t) = audio_task {
+        t.abort();
+    }
     for task in input_tasks {
         task.abort();
     }
@@ -412,7 +529,21 @@ async fn negotiate_and_stream(
         // Joining the media threads blocks for up to a frame; keep it off the runtime.
         let _ = tokio::task::spawn_blocking(move || drop(pipeline)).await;
     }
+    if let Some(title) = title {
+        // Stopping the title waits for its processes to exit.
+        let _ = tokio::task::spawn_blocking(move || drop(title)).await;
+    }
     Ok(reason)
+}
+
+/// The next encoder bitrate given the current one and the congestion estimate (kbit/s): a drop
+/// is followed at once, a rise by a third of the gap.
+fn smooth_bitrate(current: u32, estimate: u32) -> u32 {
+    if current == 0 || estimate <= current {
+        estimate
+    } else {
+        current + (estimate - current).div_ceil(3)
+    }
 }
 
 async fn add_candidate(pc: &Arc<dyn PeerConnection>, sid: &str, c: IceCandidate) {
@@ -443,40 +574,116 @@ async fn negotiated_payload_type(
         .map(|c| c.payload_type)
 }
 
-/// Opens the title and the encoder on a blocking thread (Vulkan and GStreamer setup block),
-/// then starts the media threads.
+/// Starts the title and the encoder on a blocking thread (Vulkan, GStreamer and the title's
+/// first frame block), then the media threads.
 async fn start_media(
-    v: &VideoConfig,
+    params: &SessionParams,
     out: mpsc::Sender<EncodedFrame>,
+    audio_out: Option<mpsc::Sender<AudioPacket>>,
     hint: Arc<PointerHint>,
-) -> Result<
-    (
-        MediaPipeline,
-        Arc<Encoder>,
-        Arc<capture::offscreen::DemoControls>,
-    ),
-    String,
-> {
-    let v = v.clone();
+    rung: Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<(MediaPipeline, Arc<Encoder>, RunningTitle), String> {
+    let v = params.video.clone();
+    let kind = params.title.clone();
+    let sid = params.session_id.clone();
+    let resources = params.resources.clone();
     tokio::task::spawn_blocking(move || {
-        let source = DemoSource::new(v.width, v.height, v.fps)
-            .map_err(|e| format!("cannot start the demo title: {e}"))?;
-        let mut config = EncoderConfig::new(v.width, v.height, v.fps, v.start_kbps);
+        let mut title = RunningTitle::start(&kind, &sid, &v, &resources, audio_out)?;
+        let (width, height) = title.size;
+        let mut config = EncoderConfig::new(width, height, v.fps, v.start_kbps);
         config.prefer = v.prefer_encoders.clone();
         config.roi = v.roi;
-        let encoder = Arc::new(Encoder::open(config).map_err(|e| format!("cannot open the encoder: {e}"))?);
-        tracing::info!(title = %capture::Source::describe(&source), encoder = ?encoder.describe(), "media path ready");
-        let controls = source.controls();
+        let encoder =
+            Arc::new(Encoder::open(config).map_err(|e| format!("cannot open the encoder: {e}"))?);
+        let source = title
+            .source
+            .take()
+            .ok_or_else(|| "internal: the title has no frame source".to_string())?;
+        tracing::info!(title = %source.describe(), encoder = ?encoder.describe(), width, height, "media path ready");
         let roi = v.roi.then(|| {
-            let mut policy = RoiPolicy::new(v.width, v.height);
+            let mut policy = RoiPolicy::new(width, height);
             policy.quality = v.roi_quality;
             policy.size_fraction = v.roi_size;
             (policy, hint)
         });
-        let pipeline = MediaPipeline::start(Box::new(source), encoder.clone(), out, roi)
+        let pipeline = MediaPipeline::start(source, encoder.clone(), out, roi, rung)
             .map_err(|e| format!("cannot start the media threads: {e}"))?;
-        Ok((pipeline, encoder, controls))
+        Ok((pipeline, encoder, title))
     })
     .await
     .map_err(|e| format!("media setup panicked: {e}"))?
+}
+
+/// The figures of the current second, published to the session's metrics once a second.
+struct Second {
+    since: tokio::time::Instant,
+    frames: u64,
+    encode_ns: u64,
+}
+
+impl Default for Second {
+    fn default() -> Self {
+        Self {
+            since: tokio::time::Instant::now(),
+            frames: 0,
+            encode_ns: 0,
+        }
+    }
+}
+
+impl Second {
+    async fn publish(
+        &mut self,
+        metrics: &SessionMetrics,
+        media: Option<&(MediaPipeline, Arc<Encoder>)>,
+        pc: &Arc<dyn PeerConnection>,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let secs = self.since.elapsed().as_secs_f64().max(1e-3);
+        metrics
+            .fps_x100
+            .store((self.frames as f64 * 100.0 / secs) as u64, Relaxed);
+        if let Some(per_frame_ns) = self.encode_ns.checked_div(self.frames) {
+            metrics.encode_us.store(per_frame_ns / 1000, Relaxed);
+        }
+        if let Some((pipeline, encoder)) = media {
+            metrics
+                .bitrate_kbps
+                .store(u64::from(encoder.bitrate()), Relaxed);
+            let counters = pipeline.counters();
+            metrics
+                .frames_dropped
+                .store(counters.dropped.load(Relaxed), Relaxed);
+        }
+        let report = pc
+            .get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+            .await;
+        for entry in report.iter() {
+            if let rtc::statistics::report::RTCStatsReportEntry::RemoteInboundRtp(s) = entry
+                && s.round_trip_time_measurements > 0
+            {
+                metrics
+                    .rtt_us
+                    .store((s.round_trip_time * 1e6) as u64, Relaxed);
+                metrics
+                    .loss_permille
+                    .store((s.fraction_lost * 1000.0) as u64, Relaxed);
+            }
+        }
+        *self = Second::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smooth_bitrate;
+
+    #[test]
+    fn bitrate_drops_at_once_and_rises_smoothly() {
+        assert_eq!(smooth_bitrate(4000, 1000), 1000);
+        assert_eq!(smooth_bitrate(0, 3000), 3000);
+        assert_eq!(smooth_bitrate(1000, 4000), 2000);
+        assert_eq!(smooth_bitrate(2000, 4000), 2667);
+        assert_eq!(smooth_bitrate(4000, 4000), 4000);
+    }
 }

@@ -1,5 +1,8 @@
 //! The node agent against real signaling services.
 
+mod audio;
+mod sandbox;
+
 use std::time::Duration;
 
 use server::Node;
