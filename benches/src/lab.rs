@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use server::Node;
 use server::config::NodeConfig;
+use server::metrics::NodeMetrics;
+use server::{Drainer, Node};
 use signaling::config::Config;
 use signaling::service::{Service, Shared};
 use tokio::sync::watch;
@@ -19,6 +20,10 @@ pub struct Lab {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     shared: std::sync::Arc<Shared>,
+    /// The first node's live metrics (its sessions' frame counts and latencies).
+    metrics: std::sync::Arc<NodeMetrics>,
+    drainer: Drainer,
+    node_task: JoinHandle<()>,
 }
 
 /// An extra node of a [`Lab`]; killed (its task aborted, as if the process died) on
@@ -60,9 +65,19 @@ impl Lab {
         tokio::spawn(service.run(stopped(stop_rx.clone())));
         config.signaling_urls = vec![format!("ws://{addr}/ws/node")];
         let node_id = config.node_id.clone();
-        tokio::spawn(Node::new(config).run(stopped(stop_rx)));
+        let node = Node::new(config);
+        let metrics = node.metrics();
+        let drainer = node.drainer();
+        let node_task = tokio::spawn(node.run(stopped(stop_rx)));
         wait_registered(&shared, &node_id).await?;
-        Ok(Lab { addr, stop, shared })
+        Ok(Lab {
+            addr,
+            stop,
+            shared,
+            metrics,
+            drainer,
+            node_task,
+        })
     }
 
     /// Starts one more node with `config` (give it its own `node_id`) and waits until it has
@@ -91,6 +106,23 @@ impl Lab {
     /// The service's shared state (store, registry, metrics).
     pub fn shared(&self) -> &std::sync::Arc<Shared> {
         &self.shared
+    }
+
+    /// The first node's live metrics: its running sessions' frames sent, frame rate and
+    /// capture→packet latencies (what it serves at `/metrics`).
+    pub fn node_metrics(&self) -> std::sync::Arc<NodeMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Drains the first node, as SIGTERM does: it takes no new sessions and stops when its last
+    /// session ends.
+    pub fn drain(&self) {
+        self.drainer.drain();
+    }
+
+    /// Whether the first node has stopped (after a drain, or when the lab stops).
+    pub fn node_stopped(&self) -> bool {
+        self.node_task.is_finished()
     }
 
     /// The URL of the browser page.

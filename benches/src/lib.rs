@@ -8,6 +8,8 @@
 //! - [`predict`]: the pointer predictor against its baselines on motion traces.
 //! - [`encode`]: our ROI encoder element against stock x264enc.
 //! - [`e2e`]: glass-to-glass and input-to-photon latency through a real client.
+//! - [`rtc_peer`]: a headless webrtc-rs player that counts frames without decoding them.
+//! - [`node`]: one node's capture→packet latency and how many 720p30 sessions it sustains.
 //!
 //! Boundary: nothing depends on this crate.
 #![deny(missing_docs)]
@@ -17,7 +19,9 @@ pub mod chromium;
 pub mod e2e;
 pub mod encode;
 pub mod lab;
+pub mod node;
 pub mod pipeline;
 pub mod predict;
+pub mod rtc_peer;
 pub mod signaling;
 pub mod stats;

@@ -5,6 +5,7 @@ use anyhow::Context;
 use benches::capture::{self as capture_bench, CaptureArgs};
 use benches::e2e::{self, E2eArgs};
 use benches::encode::{self, EncodeArgs};
+use benches::node::{self as node_bench, NodeArgs};
 use benches::pipeline::{self, PipelineArgs};
 use benches::predict::{self, PredictArgs};
 use benches::signaling::{self as signaling_bench, SignalingArgs};
@@ -91,6 +92,25 @@ enum Bench {
         /// Pause between the title's frames in ms (16 ≈ 60 fps).
         #[arg(long, default_value_t = 16)]
         interval_ms: u64,
+    },
+    /// One node's capture→packet latency for a 720p60 session, and how many concurrent 720p30
+    /// sessions keep ≥ 29 fps and p99 ≤ 33 ms; players are headless webrtc-rs peers.
+    Node {
+        /// Seconds to measure, per phase and per level.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Seconds of warm-up after the first frame, before measuring.
+        #[arg(long, default_value_t = 3.0)]
+        warmup: f64,
+        /// The most concurrent 720p30 sessions to try.
+        #[arg(long, default_value_t = 6)]
+        max_sessions: u32,
+        /// Stream sound too (the node starts PulseAudio; players receive Opus).
+        #[arg(long)]
+        audio: bool,
+        /// Go on through every level up to --max-sessions after one fails.
+        #[arg(long)]
+        all_levels: bool,
     },
     /// Glass-to-glass and input-to-photon latency through a real client, on loopback.
     E2e {
@@ -184,6 +204,19 @@ fn main() -> anyhow::Result<()> {
                 ),
             }
         }
+        Bench::Node {
+            seconds,
+            warmup,
+            max_sessions,
+            audio,
+            all_levels,
+        } => node_bench::run(&NodeArgs {
+            seconds,
+            warmup,
+            max_sessions,
+            audio,
+            all_levels,
+        })?,
         Bench::Predict { traces } => predict::run(&PredictArgs { traces })?,
         Bench::Signaling {
             seconds,

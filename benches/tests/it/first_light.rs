@@ -98,6 +98,25 @@ async fn browser_plays_the_demo_title() {
         matched >= 8,
         "swatch colour matched in {matched}/10 frames: {samples:#?}"
     );
+
+    // Loss recovery as negotiated with Chromium: NACK, and retransmissions on their own RTX
+    // stream (RFC 4588) tied to the media stream.
+    let answer = browser
+        .eval("window.stratus.pc.remoteDescription.sdp")
+        .await
+        .expect("answer");
+    let sdp = answer.as_str().expect("sdp text");
+    let video = &sdp[sdp.find("m=video").expect("a video section")..];
+    for want in [
+        " rtx/90000",
+        "a=ssrc-group:FID ",
+        " nack\r\n",
+        " nack pli",
+        " ccm fir",
+        " transport-cc",
+    ] {
+        assert!(video.contains(want), "the answer lacks {want:?}:\n{sdp}");
+    }
     drop(browser);
     drop(stack);
 }

@@ -2,10 +2,12 @@
 //! the demo title on lavapipe, and Debian's headless Chromium, all on loopback.
 
 mod browser_client;
+mod drain;
 mod errors;
 mod first_light;
 mod input_demo;
 mod keyframe;
+mod node_sessions;
 mod predict_js;
 mod relay;
 mod support;
