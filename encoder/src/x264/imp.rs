@@ -552,6 +552,12 @@ impl VideoEncoderImpl for StratusX264Enc {
     ) -> Result<(), gst::LoggableError> {
         // Strided and offset planes are fine: frames are mapped with their video meta.
         query.add_allocation_meta::<gst_video::VideoMeta>(None);
-        self.parent_propose_allocation(query)
+        // The base class proposes a buffer pool only when the query carries usable caps; an
+        // upstream that asks without them (appsrc does, before its first buffer) simply
+        // allocates its own buffers, so that is not an error worth a log line per stream.
+        if let Err(e) = self.parent_propose_allocation(query) {
+            gst::debug!(CAT, imp = self, "no buffer pool proposed: {e}");
+        }
+        Ok(())
     }
 }
