@@ -111,6 +111,9 @@ enum Bench {
         /// Go on through every level up to --max-sessions after one fails.
         #[arg(long)]
         all_levels: bool,
+        /// The title played: `demo` (built in) or `vkcube` (Debian's, captured by our layer).
+        #[arg(long, default_value = "demo")]
+        title: String,
     },
     /// Glass-to-glass and input-to-photon latency through a real client, on loopback.
     E2e {
@@ -210,12 +213,14 @@ fn main() -> anyhow::Result<()> {
             max_sessions,
             audio,
             all_levels,
+            title,
         } => node_bench::run(&NodeArgs {
             seconds,
             warmup,
             max_sessions,
             audio,
             all_levels,
+            title,
         })?,
         Bench::Predict { traces } => predict::run(&PredictArgs { traces })?,
         Bench::Signaling {

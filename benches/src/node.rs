@@ -18,7 +18,7 @@
 //! session), `sessions_720p30_max` (the largest passing n; 0 if none), plus `fps_720p60`
 //! (node side), `receiver_fps_720p60`, `frames_dropped_720p60`, `quality_step_720p60`,
 //! `samples_720p60`, `receiver_audio_pps_720p60` (Opus packets per second the player got; 0
-//! without `audio`), `levels` (one object per n: `sessions`, `min_fps`, `min_receiver_fps`,
+//! without `audio`), `title`, `levels` (one object per n: `sessions`, `min_fps`, `min_receiver_fps`,
 //! `worst_p50_ms`, `worst_p99_ms`, `max_quality_step`, `passed`, and `error` when the level
 //! could not run), `seconds`, `warmup_s`, `audio`, `load_avg_1m` (at the start),
 //! `load_avg_1m_end`.
@@ -60,6 +60,10 @@ pub struct NodeArgs {
     /// Run every level up to `max_sessions` even after one fails (for the record;
     /// `sessions_720p30_max` still counts only the passing levels from 1 up).
     pub all_levels: bool,
+    /// The title the sessions play: `demo` (the built-in title: its capture time is when it
+    /// starts rendering a frame) or `vkcube` (Debian's, run in a session sandbox and captured
+    /// by our Vulkan layer: its capture time is its present).
+    pub title: String,
 }
 
 impl Default for NodeArgs {
@@ -70,6 +74,7 @@ impl Default for NodeArgs {
             max_sessions: 6,
             audio: false,
             all_levels: false,
+            title: signaling::catalog::DEMO_TITLE.to_string(),
         }
     }
 }
@@ -187,6 +192,7 @@ async fn bench(args: &NodeArgs) -> anyhow::Result<Report> {
         .field("seconds", args.seconds)
         .field("warmup_s", args.warmup)
         .field("audio", args.audio)
+        .field("title", args.title.as_str())
         .field("load_avg_1m", load_start)
         .field("load_avg_1m_end", load_avg_1m()))
 }
@@ -207,10 +213,17 @@ async fn run_level(args: &NodeArgs, fps: u32, sessions: u32) -> anyhow::Result<V
     config.video.fps = fps;
     config.capacity = sessions;
     config.sessions.audio = args.audio;
+    let external = args.title != signaling::catalog::DEMO_TITLE;
+    if external {
+        config.titles.push(args.title.clone());
+    }
     let lab = Lab::start(config).await?;
+    if external {
+        publish_command_title(&lab, &args.title).await?;
+    }
     let metrics = lab.node_metrics();
     let options = PlayerOptions {
-        title: Some(signaling::catalog::DEMO_TITLE.to_string()),
+        title: Some(args.title.clone()),
         audio: args.audio,
         step_timeout: Duration::from_secs(30),
         ..PlayerOptions::default()
@@ -239,6 +252,27 @@ async fn run_level(args: &NodeArgs, fps: u32, sessions: u32) -> anyhow::Result<V
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     result
+}
+
+/// Puts a command title into the lab's catalog: `vkcube` at the stream's size.
+async fn publish_command_title(lab: &Lab, id: &str) -> anyhow::Result<()> {
+    use signaling::catalog::{Launch, Title};
+    let argv: Vec<String> = match id {
+        "vkcube" => ["vkcube", "--width", "{width}", "--height", "{height}"]
+            .map(String::from)
+            .to_vec(),
+        other => bail!("unknown bench title {other:?}: demo or vkcube"),
+    };
+    let mut title: Title = signaling::catalog::demo_title();
+    title.manifest.id = id.to_string();
+    title.manifest.name = id.to_string();
+    title.manifest.launch = Launch::Command { argv };
+    title.studio = "bench".to_string();
+    lab.shared()
+        .store
+        .put_title(&title)
+        .await
+        .map_err(|e| anyhow::anyhow!("publish {id}: {e}"))
 }
 
 /// Warm-up, then the measuring window over every player's session.

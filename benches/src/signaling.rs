@@ -134,8 +134,22 @@ async fn ws_connect(addr: SocketAddr, path: &str) -> anyhow::Result<Ws> {
     // A zero linger resets instead of lingering: no blocking on drop, no TIME_WAIT.
     #[allow(deprecated)]
     tcp.set_linger(Some(Duration::ZERO))?;
-    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}{path}"), tcp).await?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("ws://{addr}{path}"),
+        tcp,
+        Some(client_config()),
+    )
+    .await?;
     Ok(ws)
+}
+
+/// The load generator's sockets carry a few small JSON messages each: small buffers, as a real
+/// client would size them, so that zeroing tungstenite's default 128 KiB buffers for every
+/// connection does not take the cores the service is measured on.
+fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
 }
 
 fn token(key: &TokenKey) -> anyhow::Result<String> {
@@ -258,7 +272,9 @@ async fn idle_phase(n: usize) -> anyhow::Result<(f64, f64)> {
             connecting.push(tokio::spawn(async move {
                 let tcp = TcpStream::connect(addr).await?;
                 let path = format!("ws://{addr}/ws?token={}", token(&key)?);
-                let (ws, _) = tokio_tungstenite::client_async(path, tcp).await?;
+                let (ws, _) =
+                    tokio_tungstenite::client_async_with_config(path, tcp, Some(client_config()))
+                        .await?;
                 anyhow::Ok(ws)
             }));
         }
