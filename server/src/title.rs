@@ -89,9 +89,9 @@ impl NodeResources {
         } else {
             Err("sound is off in the node's configuration".into())
         };
-        match &sound {
-            Ok(s) => tracing::info!(server = %s.server(), "sound server ready"),
-            Err(e) => tracing::warn!("sessions will have no sound: {e}"),
+        // (`SoundServer::start` logs its own readiness.)
+        if let Err(e) = &sound {
+            tracing::warn!("sessions will have no sound: {e}");
         }
         NodeResources {
             config,
