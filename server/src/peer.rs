@@ -33,6 +33,11 @@ use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnect
 pub const H264_PAYLOAD_TYPE: u8 = 102;
 /// RTP payload type we offer Opus under.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// The pacer sends at this multiple of the congestion estimate, as libwebrtc's does. The
+/// encoder aims at the estimate, but keyframes, retransmissions, audio and RTCP come on top; a
+/// pacer at exactly the estimate lets its queue (4096 packets) grow without bound whenever they
+/// do, and after a drop in the estimate the stream froze for many seconds behind it.
+pub const PACING_FACTOR: f64 = 2.5;
 /// RTP payload type of the H.264 stream's retransmissions.
 pub const RTX_PAYLOAD_TYPE: u8 = 103;
 /// The playout-delay RTP header extension (Chromium renders as soon as it decodes at 0/0).
@@ -102,8 +107,10 @@ impl BandwidthEstimator for ReportingEstimator {
         self.publish();
     }
 
+    /// What the congestion controller hands the pacer: the estimate times [`PACING_FACTOR`].
+    /// (The encoder follows the estimate itself, through [`BitrateEstimate`].)
     fn target_bitrate(&self) -> f64 {
-        self.inner.target_bitrate()
+        self.inner.target_bitrate() * PACING_FACTOR
     }
 
     fn handle_timeout(&mut self, now: Instant) {
