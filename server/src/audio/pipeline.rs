@@ -27,6 +27,8 @@ const CAPTURE_BUFFER_US: i64 = 20_000;
 const CAPTURE_LATENCY_US: i64 = 10_000;
 /// `pulsesink buffer-time` for the demo tone, in µs.
 const TONE_BUFFER_US: i64 = 40_000;
+/// How long the tone's player has to connect to the sound server.
+const TONE_START_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest Opus packet (RFC 6716 allows 1275 bytes per frame; libopus recommends 4000).
 const MAX_PACKET: usize = 4000;
 
@@ -391,23 +393,29 @@ impl Worker {
     }
 }
 
-/// The built-in demo title's sound: a sine tone played into a session sink
-/// (`audiotestsrc ! audioconvert ! audioresample ! pulsesink`). Dropping the value stops it.
+/// The built-in demo title's sound: a sine tone played into a session sink by a `pacat`
+/// process (48 kHz stereo S16LE from a thread of ours). Dropping the value stops it.
 #[derive(Debug)]
 pub struct TonePlayer {
-    pipeline: gst::Pipeline,
+    child: std::process::Child,
+    writer: Option<std::thread::JoinHandle<()>>,
     failure: Failure,
     freq_hz: f64,
 }
 
 impl TonePlayer {
     /// Plays a sine of `freq_hz` at half volume into `sink` on `server`, until dropped.
+    ///
+    /// The tone plays from its own process (`pacat`, fed from a thread), as a title's sound
+    /// would: an in-process `pulsesink` shares libpulse's one main-loop lock with the node's
+    /// captures, and one torn down while it was still starting could deadlock them all.
     pub fn start(
         server: &SoundServer,
         sink: &SessionSink,
         freq_hz: f64,
     ) -> Result<TonePlayer, AudioError> {
-        init("tone")?;
+        use std::io::Write;
+        use std::process::{Command, Stdio};
         let nyquist = f64::from(SAMPLE_RATE) / 2.0;
         if !(freq_hz > 0.0 && freq_hz < nyquist) {
             return Err(AudioError::Pipeline {
@@ -415,33 +423,100 @@ impl TonePlayer {
                 message: format!("tone frequency {freq_hz} Hz is not between 0 and {nyquist} Hz"),
             });
         }
-        let src = make("audiotestsrc", "gstreamer1.0-plugins-base")?;
-        src.set_property_from_str("wave", "sine");
-        src.set_property("freq", freq_hz);
-        src.set_property("volume", 0.5f64);
-        src.set_property("is-live", true);
-        // 10 ms buffers: the title's sound reaches the sink as promptly as a game's would.
-        src.set_property("samplesperbuffer", (SAMPLE_RATE / 100) as i32);
-        let convert = make("audioconvert", "gstreamer1.0-plugins-base")?;
-        let resample = make("audioresample", "gstreamer1.0-plugins-base")?;
-        let caps = make("capsfilter", "gstreamer1.0-plugins-base")?;
-        caps.set_property("caps", raw_caps(None));
-        let sink_el = make("pulsesink", "gstreamer1.0-pulseaudio")?;
-        sink_el.set_property("server", server.server());
-        sink_el.set_property("device", sink.name());
-        sink_el.set_property("client-name", format!("stratus tone {}", sink.name()));
-        // pulsesink's default 200 ms buffer would put the tone 200 ms behind the picture; a
-        // game asks for about this much.
-        sink_el.set_property("buffer-time", TONE_BUFFER_US);
-        sink_el.set_property("latency-time", CAPTURE_LATENCY_US);
-        let (pipeline, failure) =
-            run_pipeline("tone", &[&src, &convert, &resample, &caps, &sink_el])?;
-        tracing::debug!(sink = sink.name(), freq_hz, "tone playing");
-        Ok(TonePlayer {
-            pipeline,
+        let mut child = Command::new("pacat")
+            .args(["--playback", "--raw", "--format=s16le", "--channels=2"])
+            .arg(format!("--rate={SAMPLE_RATE}"))
+            .arg(format!("--server={}", server.server()))
+            .arg(format!("--device={}", sink.name()))
+            .arg(format!("--client-name=stratus tone {}", sink.name()))
+            // A game asks for about this much; pacat's default would put the tone far behind
+            // the picture.
+            .arg(format!("--latency-msec={}", TONE_BUFFER_US / 1000))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    AudioError::MissingProgram {
+                        program: "pacat",
+                        package: "pulseaudio-utils",
+                    }
+                } else {
+                    AudioError::Spawn {
+                        program: "pacat",
+                        source,
+                    }
+                }
+            })?;
+        let Some(mut stdin) = child.stdin.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(AudioError::Pipeline {
+                what: "tone",
+                message: "pacat has no standard input".into(),
+            });
+        };
+        let failure: Failure = Arc::default();
+        let writer_failure = failure.clone();
+        let writer = std::thread::Builder::new()
+            .name("stratus-tone".into())
+            .spawn(move || {
+                // 10 ms blocks; the write blocks while pacat's buffer is full, which paces it.
+                let frames = (SAMPLE_RATE / 100) as usize;
+                let step = std::f64::consts::TAU * freq_hz / f64::from(SAMPLE_RATE);
+                let mut phase = 0.0f64;
+                let mut block = Vec::with_capacity(frames * CHANNELS * 2);
+                loop {
+                    block.clear();
+                    for _ in 0..frames {
+                        let v = (phase.sin() * 0.5 * f64::from(i16::MAX)) as i16;
+                        phase = (phase + step) % std::f64::consts::TAU;
+                        for _ in 0..CHANNELS {
+                            block.extend_from_slice(&v.to_le_bytes());
+                        }
+                    }
+                    if let Err(e) = stdin.write_all(&block) {
+                        record(&writer_failure, format!("the tone stopped: {e}"));
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| AudioError::Spawn {
+                program: "pacat",
+                source,
+            })?;
+        let mut tone = TonePlayer {
+            child,
+            writer: Some(writer),
             failure,
             freq_hz,
-        })
+        };
+        // Playing once its stream is on the sink, as a title's sound is by the time it is heard.
+        let deadline = std::time::Instant::now() + TONE_START_TIMEOUT;
+        loop {
+            if let Some(why) = tone.failure() {
+                return Err(AudioError::Pipeline {
+                    what: "tone",
+                    message: why,
+                });
+            }
+            if server.has_input(sink.name())? {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(AudioError::Pipeline {
+                    what: "tone",
+                    message: format!(
+                        "pacat did not start playing into {} within {TONE_START_TIMEOUT:?}",
+                        sink.name()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::debug!(sink = sink.name(), freq_hz, "tone playing");
+        Ok(tone)
     }
 
     /// The tone's frequency in Hz.
@@ -450,14 +525,22 @@ impl TonePlayer {
     }
 
     /// Why the tone stopped, if it failed.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&mut self) -> Option<String> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            record(&self.failure, format!("pacat exited ({status})"));
+        }
         read(&self.failure)
     }
 }
 
 impl Drop for TonePlayer {
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The writer's next write fails now that pacat is gone.
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 

@@ -324,6 +324,22 @@ impl SoundServer {
         self.daemon.as_ref().map(|d| d.dir.as_path())
     }
 
+    /// Whether some client is playing into the sink named `sink` now.
+    pub(crate) fn has_input(&self, sink: &str) -> Result<bool, AudioError> {
+        let sinks = self.pactl().run(&["list", "short", "sinks"])?;
+        let Some(index) = sinks.lines().find_map(|l| {
+            let mut f = l.split('\t');
+            let index = f.next()?;
+            (f.next()? == sink).then(|| index.to_owned())
+        }) else {
+            return Ok(false);
+        };
+        let inputs = self.pactl().run(&["list", "short", "sink-inputs"])?;
+        Ok(inputs
+            .lines()
+            .any(|l| l.split('\t').nth(1) == Some(index.as_str())))
+    }
+
     fn pactl(&self) -> &Pactl {
         &self.pactl
     }

@@ -153,7 +153,7 @@ async fn a_tone_in_the_session_sink_comes_out_of_capture_as_opus_at_its_frequenc
     let started = t0.elapsed();
     let sink = SessionSink::create(&pulse, "stratus-tone").expect("sink");
     assert_eq!(sink.monitor(), "stratus-tone.monitor");
-    let tone = TonePlayer::start(&pulse, &sink, DEMO_TONE_HZ).expect("tone");
+    let mut tone = TonePlayer::start(&pulse, &sink, DEMO_TONE_HZ).expect("tone");
     let (tx, mut rx) = mpsc::channel(64);
     let capture = AudioCapture::start(&pulse, &sink, tx).expect("capture");
     let t1 = Instant::now();
