@@ -9,6 +9,7 @@
 //! - [`encode`]: our ROI encoder element against stock x264enc.
 //! - [`e2e`]: glass-to-glass and input-to-photon latency through a real client.
 //! - [`rtc_peer`]: a headless webrtc-rs player that counts frames without decoding them.
+//! - [`shaper`]: a userspace UDP relay that caps a player's downlink like `tc tbf`.
 //! - [`node`]: one node's capture→packet latency and how many 720p30 sessions it sustains.
 //!
 //! Boundary: nothing depends on this crate.
@@ -23,5 +24,6 @@ pub mod node;
 pub mod pipeline;
 pub mod predict;
 pub mod rtc_peer;
+pub mod shaper;
 pub mod signaling;
 pub mod stats;

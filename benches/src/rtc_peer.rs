@@ -24,7 +24,9 @@ use anyhow::{Context, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use rtc::data_channel::RTCDataChannelInit;
 use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -53,6 +55,13 @@ pub struct PlayerOptions {
     pub bind_ip: IpAddr,
     /// Bound on each step: the token, the welcome, the answer, and reaching `connected`.
     pub step_timeout: Duration,
+    /// Send all media through this relay (the node's candidates are redirected to it and the
+    /// player's own are not sent, so the node only sees the relay).
+    pub through: Option<Arc<crate::shaper::Shaper>>,
+    /// Ask for lost packets again (NACK). webrtc-rs's generator asks for every missing packet
+    /// every 100 ms for as long as it remembers them, which over a congested link is a storm of
+    /// retransmissions that starves new frames; a browser gives up and asks for a keyframe.
+    pub nack: bool,
 }
 
 impl Default for PlayerOptions {
@@ -62,6 +71,8 @@ impl Default for PlayerOptions {
             audio: false,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             step_timeout: Duration::from_secs(20),
+            through: None,
+            nack: true,
         }
     }
 }
@@ -107,6 +118,8 @@ struct Shared {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Why the session ended, if signaling said so.
     ended: Mutex<Option<String>>,
+    /// The relay media goes through, if any.
+    through: Option<Arc<crate::shaper::Shaper>>,
 }
 
 impl Shared {
@@ -132,6 +145,9 @@ impl PeerConnectionEventHandler for Handler {
         };
         if init.candidate.trim_start_matches("candidate:").is_empty() {
             return;
+        }
+        if self.0.through.is_some() {
+            return; // the node must reach us only through the relay
         }
         // `to_json` leaves the mid empty; the page's candidates name the first m-line, and with
         // BUNDLE every section shares that transport.
@@ -291,6 +307,7 @@ impl Player {
             mid: OnceLock::new(),
             tasks: Mutex::new(Vec::new()),
             ended: Mutex::new(None),
+            through: options.through.clone(),
         });
         let pc = build_peer(options, ice_servers, Handler(shared.clone()))
             .await
@@ -595,6 +612,16 @@ async fn run_signaling(
                 };
                 match msg {
                     ServerMsg::Answer { sdp } => {
+                        let sdp = match &shared.through {
+                            Some(relay) => {
+                                let (sdp, node) = crate::shaper::redirect_candidates(&sdp, relay.player_side());
+                                if let Some(node) = node {
+                                    relay.set_node(node);
+                                }
+                                sdp
+                            }
+                            None => sdp,
+                        };
                         let applied = match RTCSessionDescription::answer(sdp) {
                             Ok(answer) => pc.set_remote_description(answer).await.map_err(|e| format!("the node's answer was refused: {e}")),
                             Err(e) => Err(format!("the node's answer is not valid SDP: {e}")),
@@ -609,6 +636,9 @@ async fn run_signaling(
                             }
                             Err(why) => fail(why),
                         }
+                    }
+                    ServerMsg::Ice { .. } if shared.through.is_some() => {
+                        // Only the relay, already in the answer, may reach the node.
                     }
                     ServerMsg::Ice { candidate, .. } => {
                         let init = RTCIceCandidateInit {
@@ -686,7 +716,14 @@ async fn build_peer(
         RtpCodecKind::Video,
         None,
     )?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    // What `register_default_interceptors` sets up, with NACK optional.
+    let registry =
+        configure_rtcp_reports(configure_twcc_receiver_only(Registry::new(), &mut media)?);
+    let registry = if options.nack {
+        configure_nack(registry, &mut media)
+    } else {
+        registry
+    };
     let ice_servers = ice_servers
         .into_iter()
         .map(|s| RTCIceServer {

@@ -7,6 +7,7 @@ mod errors;
 mod first_light;
 mod input_demo;
 mod keyframe;
+mod ladder;
 mod node_sessions;
 mod predict_js;
 mod relay;
