@@ -33,10 +33,10 @@ use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnect
 pub const H264_PAYLOAD_TYPE: u8 = 102;
 /// RTP payload type we offer Opus under.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
-/// The pacer sends at this multiple of the congestion estimate, as libwebrtc's does. The
-/// encoder aims at the estimate, but keyframes, retransmissions, audio and RTCP come on top; a
-/// pacer at exactly the estimate lets its queue (4096 packets) grow without bound whenever they
-/// do, and after a drop in the estimate the stream froze for many seconds behind it.
+/// The pacer sends at this multiple of the congestion estimate, as libwebrtc's does (its
+/// default pace multiplier). The encoder aims at the estimate, but keyframes, retransmissions,
+/// audio and RTCP come on top; paced at exactly the estimate they wait in the pacer's queue (up
+/// to 4096 packets) and add that wait to every frame behind them.
 pub const PACING_FACTOR: f64 = 2.5;
 /// RTP payload type of the H.264 stream's retransmissions.
 pub const RTX_PAYLOAD_TYPE: u8 = 103;
