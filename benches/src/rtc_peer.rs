@@ -28,9 +28,7 @@ use rtc::peer_connection::configuration::interceptor_registry::{
     configure_nack, configure_rtcp_reports, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use signaling::protocol::{ClientMsg, IceCandidate, PROTOCOL_VERSION, ServerMsg};
 use tokio::sync::{mpsc, watch};
@@ -685,37 +683,9 @@ async fn build_peer(
     handler: Handler,
 ) -> anyhow::Result<Arc<dyn PeerConnection>> {
     let mut media = MediaEngine::default();
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: server::peer::h264_codec(),
-            payload_type: server::peer::H264_PAYLOAD_TYPE,
-        },
-        RtpCodecKind::Video,
-    )?;
-    if options.audio {
-        media.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: server::peer::opus_codec(),
-                payload_type: server::peer::OPUS_PAYLOAD_TYPE,
-            },
-            RtpCodecKind::Audio,
-        )?;
-    }
-    media.register_feedback(
-        RTCPFeedback {
-            typ: "ccm".to_owned(),
-            parameter: "fir".to_owned(),
-        },
-        RtpCodecKind::Video,
-    );
-    // Offered like Chromium does, so the node sends the extension as it would to a browser.
-    media.register_header_extension(
-        RTCRtpHeaderExtensionCapability {
-            uri: server::peer::PLAYOUT_DELAY_URI.to_owned(),
-        },
-        RtpCodecKind::Video,
-        None,
-    )?;
+    // The node's formats, offered like Chromium does (the playout-delay extension included), so
+    // the node sends what it would to a browser.
+    server::peer::register_stream_formats(&mut media, options.audio)?;
     // What `register_default_interceptors` sets up, with NACK optional.
     let registry =
         configure_rtcp_reports(configure_twcc_receiver_only(Registry::new(), &mut media)?);

@@ -197,13 +197,10 @@ pub struct RateBounds {
     pub max: f64,
 }
 
-/// Builds the peer connection for a session. Host candidates are gathered on `ip` only.
-pub async fn build_peer(
-    ip: IpAddr,
-    rates: RateBounds,
-    handler: Arc<dyn PeerConnectionEventHandler>,
-) -> Result<(Arc<dyn PeerConnection>, BitrateEstimate), Error> {
-    let mut media = MediaEngine::default();
+/// Registers what a session's streams are made of: H.264 (with `ccm fir` and the
+/// playout-delay extension) and, with `audio`, Opus. The node and our test players share it so
+/// they offer and answer the same formats.
+pub fn register_stream_formats(media: &mut MediaEngine, audio: bool) -> Result<(), Error> {
     media.register_codec(
         RTCRtpCodecParameters {
             rtp_codec: h264_codec(),
@@ -211,22 +208,15 @@ pub async fn build_peer(
         },
         RtpCodecKind::Video,
     )?;
-    // RTX (RFC 4588): the NACK responder resends lost packets on their own SSRC, so the
-    // receiver's loss and jitter statistics of the media stream stay clean.
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: rtx_codec(),
-            payload_type: RTX_PAYLOAD_TYPE,
-        },
-        RtpCodecKind::Video,
-    )?;
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: opus_codec(),
-            payload_type: OPUS_PAYLOAD_TYPE,
-        },
-        RtpCodecKind::Audio,
-    )?;
+    if audio {
+        media.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(),
+                payload_type: OPUS_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Audio,
+        )?;
+    }
     media.register_feedback(
         RTCPFeedback {
             typ: "ccm".to_owned(),
@@ -240,6 +230,26 @@ pub async fn build_peer(
         },
         RtpCodecKind::Video,
         None,
+    )?;
+    Ok(())
+}
+
+/// Builds the peer connection for a session. Host candidates are gathered on `ip` only.
+pub async fn build_peer(
+    ip: IpAddr,
+    rates: RateBounds,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> Result<(Arc<dyn PeerConnection>, BitrateEstimate), Error> {
+    let mut media = MediaEngine::default();
+    register_stream_formats(&mut media, true)?;
+    // RTX (RFC 4588): the NACK responder resends lost packets on their own SSRC, so the
+    // receiver's loss and jitter statistics of the media stream stay clean.
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: rtx_codec(),
+            payload_type: RTX_PAYLOAD_TYPE,
+        },
+        RtpCodecKind::Video,
     )?;
 
     let target = Arc::new(AtomicU64::new(rates.start.to_bits()));
