@@ -20,6 +20,7 @@ pub mod chromium;
 pub mod e2e;
 pub mod encode;
 pub mod lab;
+pub mod native;
 pub mod node;
 pub mod pipeline;
 pub mod predict;
