@@ -21,6 +21,8 @@ PACKAGES=(
   redis-server coturn
   # session audio: a PulseAudio server per node, pulsesrc, libopus
   pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio libopus-dev
+  # the native client's window (winit on X11, loaded at run time) and gamepads (gilrs, udev)
+  libx11-dev libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libudev-dev
 )
 
 missing=()

@@ -10,7 +10,17 @@
 //! notes each keydown's time and the expected display time of the first frame whose input
 //! indicator shows that key.
 //!
-//! Fields (stable): `glass_to_glass_ms_p50`, `glass_to_glass_ms_p95`, `input_to_photon_ms_p50`,
+//! `stratus-bench e2e --client native` does the same with the native client (`stratus-client`,
+//! built next to this binary) in a window on its own Xvfb: the client reads the latency code
+//! from each frame it presents, right after the present, and notes input-to-photon from each
+//! key event's arrival in its window to the first presented frame whose indicator shows the
+//! key; the harness types the keys through XTEST and reads the client's `--report`. Its fields:
+//! `glass_to_glass_ms_p50`, `glass_to_glass_ms_p95`, `input_to_photon_ms_p50`, `fps`,
+//! `decode_ms_p50` (last packet in to decoded BGRx picture out), `client_ms_p50` (last packet
+//! in to presented: the client's share of glass-to-glass), plus `decoder`, `width`,
+//! `height`, `seconds`, `frames`, `samples`, `key_presses`, `lost_packets`.
+//!
+//! Browser fields (stable): `glass_to_glass_ms_p50`, `glass_to_glass_ms_p95`, `input_to_photon_ms_p50`,
 //! `fps` (frames presented per second), `decode_ms_mean` (Chromium's `totalDecodeTime` per
 //! frame), `jitter_buffer_ms_mean` (`jitterBufferDelay / jitterBufferEmittedCount`), `freezes`
 //! (`freezeCount`), plus `width`, `height`, `seconds`, `frames`, `samples`, `key_presses`.
@@ -213,4 +223,108 @@ async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
         .field("frames", frames as u64)
         .field("samples", g2g.len())
         .field("key_presses", i2p.len()))
+}
+
+/// Runs the native-client benchmark and returns its report.
+pub fn run_native(args: &E2eArgs) -> anyhow::Result<Report> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(native(args))
+}
+
+async fn native(args: &E2eArgs) -> anyhow::Result<Report> {
+    use crate::native::{NativeClient, focus_window};
+    use input::inject::Injector;
+
+    let mut config = NodeConfig::loopback("");
+    config.video.width = args.width;
+    config.video.height = args.height;
+    config.video.fps = args.fps;
+    let lab = Lab::start(config).await?;
+    let xvfb =
+        capture::presenter::Xvfb::start_sized(args.width.max(1280) + 64, args.height.max(720) + 64)
+            .context("start Xvfb for the client's window")?;
+    let size = format!("{}x{}", args.width, args.height);
+    let mut client = NativeClient::launch(
+        &xvfb.display,
+        lab.addr,
+        &["--title", "demo", "--size", &size],
+    )?;
+    client
+        .wait_for("the first 60 frames", Duration::from_secs(60), |r| {
+            r["screen"] == "playing" && r["frames_presented"].as_u64().unwrap_or(0) >= 60
+        })
+        .await?;
+    // Let the congestion controller settle before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    focus_window(&xvfb.display, "Stratus")?;
+    let mut keyboard = input::inject::xtest::XTestInjector::connect(Some(&xvfb.display))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let before = client.report().context("the client's report")?;
+    let started = std::time::Instant::now();
+    let gap = Duration::from_secs_f64(args.seconds as f64 / (args.key_presses.max(1) + 1) as f64);
+    for i in 0..args.key_presses {
+        tokio::time::sleep(gap).await;
+        let code = KEYS[i as usize % KEYS.len()];
+        let code = input::KeyCode::from_dom_code(code).context("a key we know")?;
+        for down in [true, false] {
+            keyboard
+                .inject(&input::InputEvent {
+                    seq: 0,
+                    t_us: 0,
+                    kind: input::EventKind::Key { code, down },
+                })
+                .map_err(|e| anyhow::anyhow!("type a key: {e}"))?;
+            keyboard.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    let rest = Duration::from_secs(args.seconds as u64).saturating_sub(started.elapsed());
+    tokio::time::sleep(rest).await;
+    // The report is rewritten twice a second; take one written after the run.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = client.report().context("the client's report")?;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    client.stop();
+    drop(lab);
+
+    let tail = |r: &Value, b: &Value, k: &str| -> Vec<f64> {
+        let skip = b[k].as_array().map_or(0, Vec::len);
+        r[k].as_array()
+            .map(|a| a.iter().skip(skip).filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let g2g = tail(&after, &before, "glass_to_glass_ms");
+    let i2p = tail(&after, &before, "input_to_photon_ms");
+    let decode = tail(&after, &before, "decode_ms");
+    let in_client = tail(&after, &before, "client_ms");
+    if g2g.is_empty() {
+        bail!(
+            "no frame with a readable latency code was presented: {}",
+            crate::native::summary(Some(&after))
+        );
+    }
+    let count = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
+    let frames = count(&after, "frames_presented") - count(&before, "frames_presented");
+    Ok(Report::default()
+        .field("client", "native")
+        .field("decoder", after["decoder"].as_str().unwrap_or_default())
+        .field("width", args.width)
+        .field("height", args.height)
+        .field("seconds", args.seconds)
+        .field("glass_to_glass_ms_p50", percentile(&g2g, 50.0))
+        .field("glass_to_glass_ms_p95", percentile(&g2g, 95.0))
+        .field("input_to_photon_ms_p50", percentile(&i2p, 50.0))
+        .field("fps", frames as f64 / elapsed_s.max(1e-9))
+        .field("decode_ms_p50", percentile(&decode, 50.0))
+        .field("client_ms_p50", percentile(&in_client, 50.0))
+        .field("frames", frames)
+        .field("samples", g2g.len())
+        .field("key_presses", i2p.len())
+        .field(
+            "lost_packets",
+            count(&after, "lost_packets") - count(&before, "lost_packets"),
+        ))
 }

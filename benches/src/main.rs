@@ -202,9 +202,7 @@ fn main() -> anyhow::Result<()> {
             };
             match client {
                 ClientKind::Browser => e2e::run_browser(&args)?,
-                ClientKind::Native => anyhow::bail!(
-                    "the native client does not exist yet (issue: native thin client); use --client browser"
-                ),
+                ClientKind::Native => e2e::run_native(&args)?,
             }
         }
         Bench::Node {

@@ -91,6 +91,11 @@ impl NativeClient {
         })
     }
 
+    /// The client's working directory (removed when this is dropped).
+    pub fn dir(&self) -> &Path {
+        &self._dir.0
+    }
+
     /// The latest report, if one was written.
     pub fn report(&self) -> Option<Value> {
         let text = std::fs::read_to_string(&self.report).ok()?;

@@ -57,7 +57,10 @@ pub struct ClientOptions {
 /// Wakes the window thread.
 #[derive(Debug, Clone, Copy)]
 enum Wake {
+    /// Something to show.
     Redraw,
+    /// SIGTERM or SIGINT: quit as if the window were closed (report and recording saved).
+    Quit,
 }
 
 /// Where decoded frames and sound go: the decoder and the audio output.
@@ -131,7 +134,29 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
             quit_rx,
         ));
     }
+    let quit_proxy = proxy.clone();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = quit_proxy.send_event(Wake::Quit);
+    });
     let started = Instant::now();
+    let gamepads = match crate::gamepad::spawn(shared.clone(), started) {
+        Ok(reader) => Some(reader),
+        Err(why) => {
+            tracing::warn!("{why}; playing without gamepads");
+            None
+        }
+    };
     let mut app = App {
         recording: options.record.as_ref().map(|_| Recording::new()),
         show_stats: options.stats,
@@ -170,6 +195,7 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
         }
     });
     drop(app);
+    drop(gamepads);
     runtime.shutdown_timeout(Duration::from_secs(2));
     result.context("the window's event loop failed")?;
     Ok(())
@@ -497,6 +523,7 @@ impl App {
                     frame.stride,
                     frame.height as usize,
                     frame.decode,
+                    frame.decoded_at,
                     presented_epoch_ms,
                     now,
                 )
@@ -584,6 +611,7 @@ impl App {
             "last_frame_id": m.last_frame_id,
             "glass_to_glass_ms": m.g2g_ms,
             "decode_ms": m.decode_ms,
+            "client_ms": m.client_ms,
             "input_to_photon_ms": m.i2p_ms,
             "video_packets": c.video_packets.load(Ordering::Relaxed),
             "video_bytes": c.video_bytes.load(Ordering::Relaxed),
@@ -647,8 +675,11 @@ impl ApplicationHandler<Wake> for App {
         self.redraw();
     }
 
-    fn user_event(&mut self, _event_loop: &ActiveEventLoop, _event: Wake) {
-        self.redraw();
+    fn user_event(&mut self, event_loop: &ActiveEventLoop, event: Wake) {
+        match event {
+            Wake::Redraw => self.redraw(),
+            Wake::Quit => event_loop.exit(),
+        }
     }
 
     fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {

@@ -9,6 +9,7 @@
 //!   - [`video`]: GStreamer decoding, hardware decoders probed first;
 //!   - [`audio`]: Opus decoding, level, playback;
 //!   - [`input_map`]: window events to wire events through the pointer predictor;
+//!   - [`gamepad`]: gamepads (gilrs) in the Standard Gamepad layout;
 //!   - [`controller`]: the connect / play / node-lost / reconnect loop and its screens;
 //!   - [`measure`]: glass-to-glass, input-to-photon and frame rate from presented pixels;
 //!   - [`font`]: the bitmap font of the overlay and screens;
@@ -22,6 +23,7 @@ pub mod audio;
 pub mod controller;
 pub mod depacketize;
 pub mod font;
+pub mod gamepad;
 pub mod http;
 pub mod input_map;
 pub mod latency_code;

@@ -53,6 +53,8 @@ pub struct Measure {
     pub g2g_ms: VecDeque<f64>,
     /// Decode (+ conversion) samples, ms.
     pub decode_ms: VecDeque<f64>,
+    /// The client's own share: the unit's last packet in to the picture presented, ms.
+    pub client_ms: VecDeque<f64>,
     /// Input-to-photon samples, ms.
     pub i2p_ms: VecDeque<f64>,
     /// Frames presented.
@@ -73,14 +75,16 @@ fn push(q: &mut VecDeque<f64>, v: f64) {
 }
 
 impl Measure {
-    /// Notes a presented frame: its BGRx pixels, decode time, and the wall-clock time just
-    /// after the present.
+    /// Notes a presented frame: its BGRx pixels, decode time, when it was decoded, and the
+    /// wall-clock time just after the present.
+    #[allow(clippy::too_many_arguments)]
     pub fn presented(
         &mut self,
         pixels: &[u8],
         stride: usize,
         height: usize,
         decode: Duration,
+        decoded_at: Instant,
         presented_epoch_ms: f64,
         now: Instant,
     ) {
@@ -94,6 +98,8 @@ impl Measure {
             self.recent.pop_front();
         }
         push(&mut self.decode_ms, decode.as_secs_f64() * 1000.0);
+        let client = decode + now.saturating_duration_since(decoded_at);
+        push(&mut self.client_ms, client.as_secs_f64() * 1000.0);
         // BGRx reads as RGBx for black and white cells.
         if let Some(rendered) = latency_code::read_rgba(pixels, stride, height, CodeRow::EpochMs) {
             push(&mut self.g2g_ms, presented_epoch_ms - rendered as f64);
@@ -166,19 +172,37 @@ mod tests {
         let key = input::KeyCode::KeyW as u32;
         m.key_pressed(key, t0);
         let px = frame(w, h, 1_000_000, 41, indicator_rgb(0));
-        m.presented(&px, w * 4, h, Duration::from_millis(4), 1_000_020.5, t0);
+        m.presented(&px, w * 4, h, Duration::from_millis(4), t0, 1_000_020.5, t0);
         assert_eq!(m.i2p_ms.len(), 0, "the indicator does not show W yet");
         let px = frame(w, h, 1_000_017, 42, indicator_rgb(key));
         let later = t0 + Duration::from_millis(33);
-        m.presented(&px, w * 4, h, Duration::from_millis(6), 1_000_040.0, later);
+        m.presented(
+            &px,
+            w * 4,
+            h,
+            Duration::from_millis(6),
+            t0,
+            1_000_040.0,
+            later,
+        );
         assert_eq!(m.g2g_ms, [20.5, 23.0]);
         assert_eq!(m.last_frame_id, Some(42));
         assert_eq!(m.i2p_ms.len(), 1);
         assert!((m.i2p_ms[0] - 33.0).abs() < 1e-6);
         assert_eq!(m.fps(), 2);
         assert_eq!(percentile(m.decode_ms.iter().copied(), 50.0), 4.0);
+        // Decoded at t0, presented 33 ms later after 6 ms of decoding: 39 ms in the client.
+        assert!((m.client_ms[1] - 39.0).abs() < 1e-6, "{:?}", m.client_ms);
         // A frame without codes counts as presented but adds no latency sample.
-        m.presented(&vec![0; w * h * 4], w * 4, h, Duration::ZERO, 0.0, later);
+        m.presented(
+            &vec![0; w * h * 4],
+            w * 4,
+            h,
+            Duration::ZERO,
+            later,
+            0.0,
+            later,
+        );
         assert_eq!((m.presented, m.g2g_ms.len()), (3, 2));
     }
 

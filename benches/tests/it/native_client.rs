@@ -379,6 +379,99 @@ async fn native_client_explains_what_went_wrong() {
     drop(lab);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_client_picker_then_recording_of_the_pointer() {
+    let mut config = NodeConfig::loopback("");
+    config.video.width = 640;
+    config.video.height = 360;
+    config.video.fps = 30;
+    config.sessions.audio = false;
+    let lab = crate::support::start(config).await;
+    let xvfb = capture::presenter::Xvfb::start_sized(1280, 800).expect("Xvfb");
+    // No --title: the catalog is shown and Enter plays the highlighted title.
+    let mut client = NativeClient::launch(
+        &xvfb.display,
+        lab.addr,
+        &[
+            "--size",
+            "640x360",
+            "--record",
+            "traces",
+            "--audio-sink",
+            "none",
+        ],
+    )
+    .expect("launch the client");
+    client
+        .wait_for("the title picker", Duration::from_secs(30), |r| {
+            r["screen"] == "picker"
+        })
+        .await
+        .expect("picker");
+    let shot = screenshot_window(&xvfb.display, "Stratus").expect("screenshot");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let _ = shot.save_png(&dir.join("native-client-picker.png"));
+    // The catalog's entry is drawn in the highlight colour.
+    let highlighted = (0..shot.height)
+        .flat_map(|y| (0..shot.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| shot.rgb(x, y) == [0xff, 0xd0, 0x40])
+        .count();
+    assert!(highlighted > 200, "no highlighted entry ({highlighted} px)");
+    focus_window(&xvfb.display, "Stratus").expect("focus");
+    let mut x = XTestInjector::connect(Some(&xvfb.display)).expect("XTEST");
+    for down in [true, false] {
+        inject(
+            &mut x,
+            EventKind::Key {
+                code: KeyCode::Enter,
+                down,
+            },
+        );
+    }
+    client
+        .wait_for("playing the picked title", Duration::from_secs(30), |r| {
+            r["screen"] == "playing" && num(r, "frames_presented") >= 10.0
+        })
+        .await
+        .expect("playing");
+
+    // Pointer moves over the picture are recorded (from the start, --record) and sent.
+    let (wx, wy, _, _) = window_rect(&xvfb.display, "Stratus").expect("window");
+    for i in 0..40u16 {
+        let px = (i32::from(wx) + 100 + i32::from(i) * 10) as u16;
+        let py = (i32::from(wy) + 200) as u16;
+        inject(&mut x, EventKind::MouseMove { x: px, y: py });
+        tokio::time::sleep(Duration::from_millis(8)).await;
+    }
+    let report = client
+        .wait_for("the moves sent", Duration::from_secs(5), |r| {
+            num(r, "input_sent") >= 30.0
+        })
+        .await
+        .expect("sent");
+    // SIGTERM quits like closing the window: the recording is saved.
+    client.stop();
+    let traces: Vec<_> = std::fs::read_dir(client.dir().join("traces"))
+        .expect("the recording directory")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    let text = std::fs::read_to_string(traces[0].path()).expect("trace");
+    let trace = input::Trace::parse(&text).expect("the recording parses as a trace");
+    assert!(
+        trace.samples.len() >= 30,
+        "{} samples; report {}",
+        trace.samples.len(),
+        summary(Some(&report))
+    );
+    let xs: Vec<f64> = trace.samples.iter().map(|s| s.x).collect();
+    assert!(
+        xs.windows(2).all(|w| w[1] >= w[0]),
+        "the recorded x goes right as the pointer did: {xs:?}"
+    );
+    drop(lab);
+}
+
 /// Waits for the problem screen `name`; returns the report.
 async fn problem(client: &mut NativeClient, name: &str) -> Value {
     client
