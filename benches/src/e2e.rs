@@ -17,7 +17,8 @@
 //! key; the harness types the keys through XTEST and reads the client's `--report`. Its fields:
 //! `glass_to_glass_ms_p50`, `glass_to_glass_ms_p95`, `input_to_photon_ms_p50`, `fps`,
 //! `decode_ms_p50` (last packet in to decoded BGRx picture out), `client_ms_p50` (last packet
-//! in to presented: the client's share of glass-to-glass), plus `decoder`, `width`,
+//! in to presented: the client's share of glass-to-glass), `node_capture_to_packet_ms_p50` (the
+//! node's share, from its metrics; both clients report it), plus `decoder`, `width`,
 //! `height`, `seconds`, `frames`, `samples`, `key_presses`, `lost_packets`.
 //!
 //! Browser fields (stable): `glass_to_glass_ms_p50`, `glass_to_glass_ms_p95`, `input_to_photon_ms_p50`,
@@ -176,6 +177,7 @@ async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
     .await?;
     let after = page.eval(INBOUND_VIDEO).await?;
     let lab_report = page.eval("window.__lab.report()").await?;
+    let node_ms = node_share_ms(&lab);
     drop(page);
     drop(lab);
 
@@ -216,6 +218,7 @@ async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
         .field("fps", frames / elapsed_s.max(1e-9))
         .field("decode_ms_mean", decode_ms)
         .field("jitter_buffer_ms_mean", jitter_ms)
+        .field("node_capture_to_packet_ms_p50", node_ms)
         .field(
             "freezes",
             (num(&after, "freezeCount") - num(&before, "freezeCount")) as u64,
@@ -223,6 +226,18 @@ async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
         .field("frames", frames as u64)
         .field("samples", g2g.len())
         .field("key_presses", i2p.len()))
+}
+
+/// The node's capture→packet time (median of its recent window) for the lab's session: the
+/// node's share of glass-to-glass.
+fn node_share_ms(lab: &Lab) -> f64 {
+    let samples: Vec<f64> = lab
+        .node_metrics()
+        .sessions()
+        .iter()
+        .flat_map(|(_, m)| m.capture_to_packet_samples())
+        .collect();
+    percentile(&samples, 50.0)
 }
 
 /// Runs the native-client benchmark and returns its report.
@@ -287,6 +302,7 @@ async fn native(args: &E2eArgs) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after = client.report().context("the client's report")?;
     let elapsed_s = started.elapsed().as_secs_f64();
+    let node_ms = node_share_ms(&lab);
     client.stop();
     drop(lab);
 
@@ -320,6 +336,7 @@ async fn native(args: &E2eArgs) -> anyhow::Result<Report> {
         .field("fps", frames as f64 / elapsed_s.max(1e-9))
         .field("decode_ms_p50", percentile(&decode, 50.0))
         .field("client_ms_p50", percentile(&in_client, 50.0))
+        .field("node_capture_to_packet_ms_p50", node_ms)
         .field("frames", frames)
         .field("samples", g2g.len())
         .field("key_presses", i2p.len())
