@@ -449,6 +449,42 @@ async fn native_client_picker_then_recording_of_the_pointer() {
         })
         .await
         .expect("sent");
+    // The wheel turns and, with the pointer locked (F3), relative motion are sent too.
+    let sent = num(&report, "input_sent");
+    inject(&mut x, EventKind::Wheel { dx: 0, dy: 240 });
+    let report = client
+        .wait_for("the wheel sent", Duration::from_secs(5), |r| {
+            num(r, "input_sent") >= sent + 2.0
+        })
+        .await
+        .expect("wheel");
+    for down in [true, false] {
+        inject(
+            &mut x,
+            EventKind::Key {
+                code: KeyCode::F3,
+                down,
+            },
+        );
+    }
+    client
+        .wait_for("the pointer locked", Duration::from_secs(5), |r| {
+            r["pointer_locked"] == true
+        })
+        .await
+        .expect("locked");
+    let sent = num(&report, "input_sent");
+    for _ in 0..10 {
+        inject(&mut x, EventKind::MouseMoveRel { dx: 5, dy: -3 });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    client
+        .wait_for("relative moves sent", Duration::from_secs(5), |r| {
+            num(r, "input_sent") >= sent + 5.0
+        })
+        .await
+        .expect("relative");
+
     // SIGTERM quits like closing the window: the recording is saved.
     client.stop();
     let traces: Vec<_> = std::fs::read_dir(client.dir().join("traces"))
