@@ -27,11 +27,15 @@
 //! # Ok::<(), signaling::geo::GeoError>(())
 //! ```
 
+// The proxy-header helpers are the service's; without it they are unused.
+#![cfg_attr(not(feature = "service"), allow(dead_code))]
+
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "service")]
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
@@ -535,6 +539,7 @@ const X_CLIENT_REGION: &str = "x-client-region";
 const X_CLIENT_LAT: &str = "x-client-lat";
 const X_CLIENT_LON: &str = "x-client-lon";
 
+#[cfg(feature = "service")]
 /// The client's IP address, given the TCP peer and the request headers.
 ///
 /// - If `peer` is not a trusted proxy, `peer` is the answer and `X-Forwarded-For` is ignored:
@@ -584,6 +589,7 @@ fn parse_hop(entry: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
+#[cfg(feature = "service")]
 /// The one value of header `name`, if present exactly once and visible ASCII.
 ///
 /// A repeated location header is ignored: a proxy that appends instead of replacing would
@@ -597,6 +603,7 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     first.to_str().ok()
 }
 
+#[cfg(feature = "service")]
 /// The location a proxy or CDN put in `X-Client-Country` (ISO 3166-1 alpha-2),
 /// `X-Client-Region`, `X-Client-Lat` and `X-Client-Lon`.
 ///
@@ -623,6 +630,7 @@ pub fn location_from_headers(headers: &HeaderMap) -> Option<Location> {
     (!location.is_unknown()).then_some(location)
 }
 
+#[cfg(feature = "service")]
 /// The client's IP address (see [`client_ip`]) and location.
 ///
 /// When `peer` is a trusted proxy, the fields of its `X-Client-*` headers (see
@@ -647,5 +655,5 @@ pub fn resolve_location(
     (ip, location)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "service"))]
 mod tests;

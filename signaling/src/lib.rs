@@ -13,19 +13,31 @@
 //! service.run(std::future::pending()).await
 //! # }
 //! ```
+//!
+//! Clients need only the wire types: with `default-features = false` the crate is just
+//! [`protocol`], [`catalog`], [`policy`] and [`geo`]'s data types, without the service and its
+//! HTTP, Redis and crypto dependencies (feature `service`, on by default).
 #![deny(missing_docs)]
 
+#[cfg(feature = "service")]
 pub mod assign;
 pub mod catalog;
+#[cfg(feature = "service")]
 pub mod config;
 pub mod geo;
+#[cfg(feature = "service")]
 pub mod metrics;
 pub mod policy;
 pub mod protocol;
+#[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "service")]
 pub mod store;
+#[cfg(feature = "service")]
 pub mod token;
+#[cfg(feature = "service")]
 pub mod turn;
+#[cfg(feature = "service")]
 pub mod web;
 
 use std::net::SocketAddr;
