@@ -27,7 +27,7 @@ use crate::font::{CELL_H, Canvas, text_width};
 use crate::input_map::{InputMapper, Letterbox, key_code};
 use crate::measure::{Measure, epoch_ms_now, percentile};
 use crate::session::{MediaSink, SessionOptions};
-use crate::video::{DecodedFrame, Decoder};
+use crate::video::{DecodedFrame, RecoveringDecoder};
 
 /// How the client runs.
 #[derive(Debug, Clone)]
@@ -65,15 +65,13 @@ enum Wake {
 
 /// Where decoded frames and sound go: the decoder and the audio output.
 struct Sink {
-    decoder: Decoder,
+    decoder: RecoveringDecoder,
     audio: AudioOut,
 }
 
 impl MediaSink for Sink {
-    fn video(&self, unit: AccessUnit, arrived: Instant) {
-        if let Err(e) = self.decoder.push(&unit, arrived) {
-            tracing::warn!("{e}");
-        }
+    fn video(&self, unit: AccessUnit, arrived: Instant) -> bool {
+        self.decoder.push(&unit, arrived)
     }
 
     fn audio(&self, payload: &[u8]) {
@@ -102,7 +100,7 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
 
     let frame_slot = latest.clone();
     let frame_proxy = proxy.clone();
-    let decoder = Decoder::start(options.decoder.as_deref(), move |frame| {
+    let decoder = RecoveringDecoder::start(options.decoder.as_deref(), move |frame| {
         *frame_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(frame);
         let _ = frame_proxy.send_event(Wake::Redraw);
     });

@@ -43,8 +43,9 @@ pub const PLI_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Where the received media goes. Called from the session's tasks; must not block for long.
 pub trait MediaSink: Send + Sync + 'static {
-    /// A whole H.264 access unit (Annex B), `arrived` when its last packet came in.
-    fn video(&self, unit: AccessUnit, arrived: Instant);
+    /// A whole H.264 access unit (Annex B), `arrived` when its last packet came in. Returns
+    /// true to ask the node for a keyframe (the decoder started over).
+    fn video(&self, unit: AccessUnit, arrived: Instant) -> bool;
     /// One Opus packet's payload.
     fn audio(&self, payload: &[u8]);
 }
@@ -303,11 +304,12 @@ async fn read_track(track: Arc<dyn TrackRemote>, shared: Arc<Shared>) {
                 .fetch_add(lost - lost_seen, Ordering::Relaxed);
             lost_seen = lost;
         }
+        let mut want_keyframe = pushed.request_keyframe;
         for unit in pushed.units {
             c.units.fetch_add(1, Ordering::Relaxed);
-            shared.sink.video(unit, Instant::now());
+            want_keyframe |= shared.sink.video(unit, Instant::now());
         }
-        if pushed.request_keyframe && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+        if want_keyframe && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
             last_pli = Some(Instant::now());
             c.keyframe_requests.fetch_add(1, Ordering::Relaxed);
             let pli = PictureLossIndication {

@@ -76,6 +76,8 @@ pub struct Decoder {
     base: Instant,
 }
 
+type FrameCallback = Arc<dyn Fn(DecodedFrame) + Send + Sync>;
+
 /// Initialises GStreamer once.
 pub fn init() -> Result<(), DecoderError> {
     gst::init().map_err(|e| DecoderError::Gstreamer(e.to_string()))
@@ -88,8 +90,11 @@ impl Decoder {
         only: Option<&str>,
         on_frame: impl Fn(DecodedFrame) + Send + Sync + 'static,
     ) -> Result<Decoder, DecoderError> {
+        Self::start_shared(only, Arc::new(on_frame))
+    }
+
+    fn start_shared(only: Option<&str>, on_frame: FrameCallback) -> Result<Decoder, DecoderError> {
         init()?;
-        let on_frame: Arc<dyn Fn(DecodedFrame) + Send + Sync> = Arc::new(on_frame);
         let mut tried = Vec::new();
         for (element, what) in DECODERS {
             if only.is_some_and(|o| o != element) {
@@ -120,10 +125,7 @@ impl Decoder {
         })
     }
 
-    fn build(
-        element: &'static str,
-        on_frame: Arc<dyn Fn(DecodedFrame) + Send + Sync>,
-    ) -> Result<Decoder, String> {
+    fn build(element: &'static str, on_frame: FrameCallback) -> Result<Decoder, String> {
         let pipeline = gst::Pipeline::new();
         let src = gst_app::AppSrc::builder()
             .caps(
@@ -257,6 +259,88 @@ impl Decoder {
     }
 }
 
+/// A [`Decoder`] that rebuilds itself when its pipeline fails, so one bad moment does not
+/// freeze the picture for the rest of the session.
+pub struct RecoveringDecoder {
+    inner: std::sync::Mutex<Decoder>,
+    on_frame: FrameCallback,
+    restarts: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for RecoveringDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveringDecoder")
+            .field("restarts", &self.restarts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecoveringDecoder {
+    /// Starts like [`Decoder::start`].
+    pub fn start(
+        only: Option<&str>,
+        on_frame: impl Fn(DecodedFrame) + Send + Sync + 'static,
+    ) -> Result<Self, DecoderError> {
+        let on_frame: FrameCallback = Arc::new(on_frame);
+        let decoder = Decoder::start_shared(only, on_frame.clone())?;
+        Ok(RecoveringDecoder {
+            inner: std::sync::Mutex::new(decoder),
+            on_frame,
+            restarts: Default::default(),
+        })
+    }
+
+    /// The decoder element in use.
+    pub fn element(&self) -> &'static str {
+        self.lock().element()
+    }
+
+    /// Times the pipeline was rebuilt.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Decoder> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Feeds one access unit. Returns true when the decoder had failed and was rebuilt: the
+    /// caller should ask the sender for a keyframe, which a fresh decoder needs.
+    pub fn push(&self, unit: &AccessUnit, arrived: Instant) -> bool {
+        let mut decoder = self.lock();
+        let failure = match decoder.error() {
+            Some(e) => Some(e),
+            None => decoder.push(unit, arrived).err(),
+        };
+        let Some(why) = failure else {
+            return false;
+        };
+        tracing::warn!("the decoder failed ({why}); starting it again");
+        match Decoder::start_shared(Some(decoder.element), self.on_frame.clone()) {
+            Ok(fresh) => {
+                *decoder = fresh;
+                self.restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Err(e) = decoder.push(unit, arrived) {
+                    tracing::warn!("the restarted decoder refused a unit: {e}");
+                }
+            }
+            Err(e) => tracing::error!("the decoder cannot start again: {e}"),
+        }
+        true
+    }
+
+    /// Posts an error on the pipeline's bus, as a failing element would (tests).
+    #[doc(hidden)]
+    pub fn inject_failure(&self) {
+        let decoder = self.lock();
+        let msg = gst::message::Error::builder(gst::CoreError::Failed, "injected failure")
+            .src(&decoder.pipeline)
+            .build();
+        let _ = decoder.pipeline.post_message(msg);
+    }
+}
+
 impl Drop for Decoder {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
@@ -270,4 +354,97 @@ fn gstreamer_video_info(caps: &gst::CapsRef) -> Option<(u32, u32, usize)> {
     let height = u32::try_from(s.get::<i32>("height").ok()?).ok()?;
     // BGRx rows are 4 bytes a pixel, already 4-byte aligned.
     Some((width, height, width as usize * 4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Real H.264 access units from GStreamer's x264enc: `frames` pictures of 320×240.
+    fn encoded(frames: u32) -> Vec<AccessUnit> {
+        init().expect("gstreamer");
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 \
+             ! x264enc tune=zerolatency key-int-max=10 ! video/x-h264,stream-format=byte-stream,alignment=au \
+             ! appsink name=out sync=false"
+        ))
+        .expect("encoder pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let sink = pipeline
+            .by_name("out")
+            .expect("appsink")
+            .downcast::<gst_app::AppSink>()
+            .expect("an appsink");
+        pipeline.set_state(gst::State::Playing).expect("play");
+        let mut units = Vec::new();
+        while let Ok(sample) = sink.pull_sample() {
+            let buffer = sample.buffer().expect("buffer");
+            let map = buffer.map_readable().expect("map");
+            units.push(AccessUnit {
+                data: map.as_slice().to_vec(),
+                rtp_timestamp: units.len() as u32 * 3000,
+                keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            });
+        }
+        let _ = pipeline.set_state(gst::State::Null);
+        units
+    }
+
+    fn wait_for(count: &Mutex<Vec<(u32, u32, usize)>>, n: usize) -> Vec<(u32, u32, usize)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = count.lock().expect("lock").clone();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn decodes_real_h264_to_bgrx_pictures_and_recovers_from_a_failure() {
+        let units = encoded(30);
+        assert_eq!(units.len(), 30);
+        let seen: Arc<Mutex<Vec<(u32, u32, usize)>>> = Arc::default();
+        let sink = seen.clone();
+        let decoder = RecoveringDecoder::start(None, move |f| {
+            let bytes = f.with_pixels(|p| p.len()).unwrap_or(0);
+            sink.lock().expect("lock").push((f.width, f.height, bytes));
+        })
+        .expect("a decoder works here");
+        assert!(DECODERS.iter().any(|(e, _)| *e == decoder.element()));
+        for u in &units[..20] {
+            assert!(!decoder.push(u, Instant::now()), "no failure yet");
+        }
+        let got = wait_for(&seen, 20);
+        assert_eq!(got.len(), 20, "every unit decoded once");
+        assert!(
+            got.iter()
+                .all(|&(w, h, b)| (w, h) == (320, 240) && b >= 320 * 240 * 4)
+        );
+
+        // A failing pipeline is rebuilt on the next push, which asks for a keyframe; from the
+        // next keyframe (unit 20, key-int-max 10) it decodes again.
+        decoder.inject_failure();
+        assert!(
+            decoder.push(&units[19], Instant::now()),
+            "the failure is noticed"
+        );
+        assert_eq!(decoder.restarts(), 1);
+        for u in &units[20..] {
+            decoder.push(u, Instant::now());
+        }
+        let got = wait_for(&seen, 30);
+        assert!(got.len() >= 30, "{} pictures after the restart", got.len());
+    }
+
+    #[test]
+    fn a_decoder_that_is_not_there_is_named_in_the_error() {
+        let e = Decoder::start(Some("nvh264dec"), |_| {}).expect_err("no NVIDIA decoder here");
+        assert!(e.to_string().contains("nvh264dec"), "{e}");
+        let e = Decoder::start(Some("made-up-dec"), |_| {}).expect_err("not a decoder");
+        assert!(e.to_string().contains("not a decoder we know"), "{e}");
+    }
 }
