@@ -18,8 +18,9 @@
 //! `glass_to_glass_ms_p50`, `glass_to_glass_ms_p95`, `input_to_photon_ms_p50`, `fps`,
 //! `decode_ms_p50` (last packet in to decoded BGRx picture out), `client_ms_p50` (last packet
 //! in to presented: the client's share of glass-to-glass), `node_capture_to_packet_ms_p50` (the
-//! node's share, from its metrics; both clients report it), plus `decoder`, `width`,
-//! `height`, `seconds`, `frames`, `samples`, `key_presses`, `lost_packets`.
+//! node's share, from its metrics; both clients report it), plus `decoder`, `first_frame_ms`
+//! (client start to its first picture: window, decoder, token, signaling, ICE, first keyframe),
+//! `width`, `height`, `seconds`, `frames`, `samples`, `key_presses`, `lost_packets`.
 //!
 //! Browser fields (stable): `glass_to_glass_ms_p50`, `glass_to_glass_ms_p95`, `input_to_photon_ms_p50`,
 //! `fps` (frames presented per second), `decode_ms_mean` (Chromium's `totalDecodeTime` per
@@ -337,6 +338,10 @@ async fn native(args: &E2eArgs) -> anyhow::Result<Report> {
         .field("decode_ms_p50", percentile(&decode, 50.0))
         .field("client_ms_p50", percentile(&in_client, 50.0))
         .field("node_capture_to_packet_ms_p50", node_ms)
+        .field(
+            "first_frame_ms",
+            after["first_frame_ms"].as_f64().unwrap_or(0.0),
+        )
         .field("frames", frames)
         .field("samples", g2g.len())
         .field("key_presses", i2p.len())

@@ -81,6 +81,7 @@ impl MediaSink for Sink {
 
 /// Runs the client until the window closes. Must be called on the main thread.
 pub fn run(options: ClientOptions) -> anyhow::Result<()> {
+    let launched = Instant::now();
     let event_loop = EventLoop::<Wake>::with_user_event()
         .build()
         .context("open the display (is DISPLAY set?)")?;
@@ -174,6 +175,8 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
         locked: false,
         started,
         last_report: started,
+        launched,
+        first_frame: None,
         runtime_handle: runtime.handle().clone(),
         error: None,
     };
@@ -239,6 +242,10 @@ struct App {
     show_stats: bool,
     started: Instant,
     last_report: Instant,
+    /// When `run` was called, for the time to the first picture.
+    launched: Instant,
+    /// From `launched` to the first picture presented.
+    first_frame: Option<Duration>,
     runtime_handle: tokio::runtime::Handle,
     error: Option<anyhow::Error>,
 }
@@ -514,6 +521,13 @@ impl App {
         {
             let presented_epoch_ms = epoch_ms_now();
             let now = Instant::now();
+            if self.first_frame.is_none() {
+                self.first_frame = Some(now.duration_since(self.launched));
+                tracing::info!(
+                    "first picture {:?} after start",
+                    now.duration_since(self.launched)
+                );
+            }
             let measure = &mut self.measure;
             frame.with_pixels(|px| {
                 measure.presented(
@@ -605,6 +619,7 @@ impl App {
             "window": window,
             "frame": frame,
             "frames_presented": m.presented,
+            "first_frame_ms": self.first_frame.map(|d| d.as_secs_f64() * 1000.0),
             "fps": m.fps(),
             "last_frame_id": m.last_frame_id,
             "glass_to_glass_ms": m.g2g_ms,
