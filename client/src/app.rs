@@ -177,10 +177,10 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
         last_report: started,
         launched,
         first_frame: None,
-        runtime_handle: runtime.handle().clone(),
         error: None,
     };
     let result = event_loop.run_app(&mut app);
+    let window_error = app.error.take();
     let _ = quit_tx.send(true);
     app.write_report();
     app.save_recording();
@@ -199,7 +199,10 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
     drop(gamepads);
     runtime.shutdown_timeout(Duration::from_secs(2));
     result.context("the window's event loop failed")?;
-    Ok(())
+    match window_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// A pointer trace being recorded.
@@ -246,7 +249,6 @@ struct App {
     launched: Instant,
     /// From `launched` to the first picture presented.
     first_frame: Option<Duration>,
-    runtime_handle: tokio::runtime::Handle,
     error: Option<anyhow::Error>,
 }
 
@@ -832,13 +834,6 @@ impl ApplicationHandler<Wake> for App {
             Duration::from_millis(500)
         };
         event_loop.set_control_flow(ControlFlow::WaitUntil(now + tick));
-    }
-
-    fn exiting(&mut self, _event_loop: &ActiveEventLoop) {
-        let _ = &self.runtime_handle;
-        if let Some(e) = self.error.take() {
-            tracing::error!("{e:#}");
-        }
     }
 }
 
