@@ -268,7 +268,10 @@ impl Player {
         let token = tokio::time::timeout(limit, fetch_token(addr, options.title.as_deref()))
             .await
             .with_context(|| format!("no token from {addr} within {limit:?}"))??;
-        let url = format!("ws://{addr}/ws?token={}", percent_encode(&token));
+        let url = format!(
+            "ws://{addr}/ws?token={}",
+            client::session::percent_encode(&token)
+        );
         let (mut ws, _) = tokio::time::timeout(limit, tokio_tungstenite::connect_async(&url))
             .await
             .with_context(|| {
@@ -724,39 +727,24 @@ async fn fetch_token(addr: SocketAddr, title: Option<&str>) -> anyhow::Result<St
         None => serde_json::json!({}),
     }
     .to_string();
-    let request = format!(
-        "POST /api/token HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let reply = crate::lab::http_raw(addr, &request)
-        .await
-        .context("POST /api/token")?;
-    let (head, body) = reply
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("POST /api/token: not an HTTP response: {reply:?}"))?;
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200") {
-        bail!("POST /api/token: {status}: {body}");
+    let reply = client::http::request(
+        addr,
+        "POST",
+        "/api/token",
+        Some(&body),
+        Duration::from_secs(5),
+    )
+    .await
+    .context("POST /api/token")?;
+    if reply.status != 200 {
+        bail!("POST /api/token: {} {}", reply.status, reply.body);
     }
-    let json: serde_json::Value = serde_json::from_str(body)
-        .with_context(|| format!("POST /api/token: the body is not JSON: {body:?}"))?;
+    let json: serde_json::Value = serde_json::from_str(&reply.body)
+        .with_context(|| format!("POST /api/token: the body is not JSON: {:?}", reply.body))?;
     json["token"]
         .as_str()
         .map(str::to_owned)
         .with_context(|| format!("POST /api/token: no token in {json}"))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters (`encodeURIComponent`).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn text(msg: &ClientMsg) -> Message {
@@ -772,12 +760,6 @@ mod tests {
     use super::*;
     use crate::lab::Lab;
     use server::config::NodeConfig;
-
-    #[test]
-    fn percent_encoding_keeps_unreserved_characters() {
-        assert_eq!(percent_encode("aZ0-_.~"), "aZ0-_.~");
-        assert_eq!(percent_encode("a+b/c=="), "a%2Bb%2Fc%3D%3D");
-    }
 
     #[test]
     fn frames_are_bucketed_by_second() {
