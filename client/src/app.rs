@@ -177,6 +177,8 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
         last_report: started,
         launched,
         first_frame: None,
+        rate_mark: std::cell::Cell::new((started, 0)),
+        last_rate: std::cell::Cell::new(0.0),
         error: None,
     };
     let result = event_loop.run_app(&mut app);
@@ -245,6 +247,10 @@ struct App {
     show_stats: bool,
     started: Instant,
     last_report: Instant,
+    /// The bitrate's last sample: when, and the byte count then.
+    rate_mark: std::cell::Cell<(Instant, u64)>,
+    /// The bitrate over the last completed window, kbit/s.
+    last_rate: std::cell::Cell<f64>,
     /// When `run` was called, for the time to the first picture.
     launched: Instant,
     /// From `launched` to the first picture presented.
@@ -584,10 +590,17 @@ impl App {
         lines
     }
 
+    /// Video bitrate over the last second or so (since the previous sample a second old).
     fn bitrate_kbps(&self) -> f64 {
         let bytes = self.shared.counters.video_bytes.load(Ordering::Relaxed);
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        bytes as f64 * 8.0 / secs / 1000.0
+        let (then, then_bytes) = self.rate_mark.get();
+        let secs = then.elapsed().as_secs_f64();
+        if secs >= 1.0 {
+            self.rate_mark.set((Instant::now(), bytes));
+            self.last_rate
+                .set(bytes.saturating_sub(then_bytes) as f64 * 8.0 / secs / 1000.0);
+        }
+        self.last_rate.get()
     }
 
     fn write_report(&self) {
