@@ -154,6 +154,11 @@ fn start_playback(sink: &str) -> Result<(gst::Pipeline, gst_app::AppSrc), String
         .is_live(true)
         .do_timestamp(true)
         .format(gst::Format::Time)
+        // At most 100 ms waits for the device, the oldest going first: a device that plays a
+        // little slower than the node's clock must not let the sound fall further and further
+        // behind the picture.
+        .max_bytes(RATE as u64 * CHANNELS as u64 * 2 / 10)
+        .leaky_type(gst_app::AppLeakyType::Downstream)
         .build();
     let make = |name: &str| {
         gst::ElementFactory::make(name)
