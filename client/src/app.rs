@@ -444,6 +444,8 @@ impl App {
             .buffer_mut()
             .map_err(|e| anyhow::anyhow!("the window buffer: {e}"))?;
         let (ww, wh) = (w.get() as usize, h.get() as usize);
+        // Text and marks grow with the display's scale factor (HiDPI).
+        let ui = ui_scale(window.scale_factor());
         let mut canvas = Canvas {
             pixels: &mut buffer,
             width: ww,
@@ -465,13 +467,13 @@ impl App {
                     && self.cursor.is_some()
                 {
                     let (cx, cy) = lb.to_window(px, py);
-                    draw_cursor(&mut canvas, cx, cy);
+                    draw_cursor(&mut canvas, cx, cy, ui);
                 }
             }
             Screen::Picker { titles, selected } => {
-                let scale = 3;
-                let mut y = 60;
-                canvas.text(60, y, "Stratus — pick a game", scale, 0x00ff_ffff);
+                let scale = 3 * ui;
+                let (left, mut y) = (60 * ui, PICKER_TOP * ui);
+                canvas.text(left, y, "Stratus — pick a game", scale, 0x00ff_ffff);
                 y += CELL_H * scale * 2;
                 for (i, (id, name)) in titles.iter().enumerate() {
                     let colour = if i == *selected {
@@ -480,13 +482,19 @@ impl App {
                         0x00c0_c0c0
                     };
                     let marker = if i == *selected { ">" } else { " " };
-                    canvas.text(60, y, &format!("{marker} {name} ({id})"), scale, colour);
-                    y += CELL_H * scale + 8;
+                    canvas.text(left, y, &format!("{marker} {name} ({id})"), scale, colour);
+                    y += (CELL_H * 3 + PICKER_GAP) * ui;
                 }
-                canvas.text(60, y + 20, "Up/Down, Enter to play", 2, 0x0080_8080);
+                canvas.text(
+                    left,
+                    y + 20 * ui,
+                    "Up/Down, Enter to play",
+                    2 * ui,
+                    0x0080_8080,
+                );
             }
             Screen::Connecting(what) => {
-                panel(&mut canvas, "Connecting", what, None);
+                panel(&mut canvas, "Connecting", what, None, ui);
             }
             Screen::Problem {
                 problem,
@@ -503,19 +511,21 @@ impl App {
                     problem.headline(),
                     detail,
                     countdown.as_deref(),
+                    ui,
                 );
             }
         }
         if !lines.is_empty() {
-            let height = lines.len() * CELL_H * 2 + 16;
-            let width = lines.iter().map(|l| text_width(l, 2)).max().unwrap_or(0) + 16;
-            canvas.shade(ww.saturating_sub(width + 8), 8, width, height);
+            let text = 2 * ui;
+            let height = lines.len() * CELL_H * text + 16 * ui;
+            let width = lines.iter().map(|l| text_width(l, text)).max().unwrap_or(0) + 16 * ui;
+            canvas.shade(ww.saturating_sub(width + 8 * ui), 8 * ui, width, height);
             for (i, l) in lines.iter().enumerate() {
                 canvas.text(
                     ww.saturating_sub(width),
-                    16 + i * CELL_H * 2,
+                    16 * ui + i * CELL_H * text,
                     l,
-                    2,
+                    text,
                     0x00e0_ffe0,
                 );
             }
@@ -761,8 +771,13 @@ impl ApplicationHandler<Wake> for App {
                     && down
                     && let Some((_, y)) = self.cursor
                 {
-                    // Rows start at y = 60 + 2 cells of scale 3.
-                    let row = (y as usize).saturating_sub(60 + CELL_H * 6) / (CELL_H * 3 + 8);
+                    let ui = self
+                        .window
+                        .as_ref()
+                        .map_or(1, |w| ui_scale(w.scale_factor()));
+                    // Rows start below the heading (two rows of scale 3).
+                    let first = (PICKER_TOP + CELL_H * 6) * ui;
+                    let row = (y as usize).saturating_sub(first) / ((CELL_H * 3 + PICKER_GAP) * ui);
                     if let Some((id, _)) = titles.get(row) {
                         self.shared.pick(id.clone());
                     }
@@ -901,19 +916,57 @@ fn blit(canvas: &mut Canvas<'_>, frame: &DecodedFrame, lb: &Letterbox) {
     });
 }
 
-/// The local cursor: a small white cross with a dark outline at the predicted position.
-fn draw_cursor(canvas: &mut Canvas<'_>, x: f64, y: f64) {
-    let (x, y) = (x.max(0.0) as usize, y.max(0.0) as usize);
-    canvas.fill(x.saturating_sub(8), y.saturating_sub(2), 17, 5, 0);
-    canvas.fill(x.saturating_sub(2), y.saturating_sub(8), 5, 17, 0);
-    canvas.fill(x.saturating_sub(7), y.saturating_sub(1), 15, 3, 0x00ff_ffff);
-    canvas.fill(x.saturating_sub(1), y.saturating_sub(7), 3, 15, 0x00ff_ffff);
+/// Where the picker's heading starts, and the gap between its rows, at scale factor 1.
+const PICKER_TOP: usize = 60;
+const PICKER_GAP: usize = 8;
+
+/// The multiplier for text and marks at a display scale factor: 1 up to 1.49, 2 from 1.5…
+fn ui_scale(scale_factor: f64) -> usize {
+    scale_factor.round().clamp(1.0, 4.0) as usize
 }
 
-/// A centred message panel: headline, detail (wrapped), and an optional last line.
-fn panel(canvas: &mut Canvas<'_>, headline: &str, detail: &str, footer: Option<&str>) {
+/// The local cursor: a small white cross with a dark outline at the predicted position.
+fn draw_cursor(canvas: &mut Canvas<'_>, x: f64, y: f64, ui: usize) {
+    let (x, y) = (x.max(0.0) as usize, y.max(0.0) as usize);
+    let (arm, outline) = (7 * ui, ui);
+    let thick = 3 * ui;
+    let half = thick / 2;
+    canvas.fill(
+        x.saturating_sub(arm + outline),
+        y.saturating_sub(half + outline),
+        2 * (arm + outline) + 1,
+        thick + 2 * outline,
+        0,
+    );
+    canvas.fill(
+        x.saturating_sub(half + outline),
+        y.saturating_sub(arm + outline),
+        thick + 2 * outline,
+        2 * (arm + outline) + 1,
+        0,
+    );
+    canvas.fill(
+        x.saturating_sub(arm),
+        y.saturating_sub(half),
+        2 * arm + 1,
+        thick,
+        0x00ff_ffff,
+    );
+    canvas.fill(
+        x.saturating_sub(half),
+        y.saturating_sub(arm),
+        thick,
+        2 * arm + 1,
+        0x00ff_ffff,
+    );
+}
+
+/// A centred message panel: headline, detail (wrapped), and an optional last line; `ui` is the
+/// HiDPI multiplier.
+fn panel(canvas: &mut Canvas<'_>, headline: &str, detail: &str, footer: Option<&str>, ui: usize) {
     let (ww, wh) = (canvas.width, canvas.height);
-    let max_chars = (ww.saturating_sub(80) / (crate::font::CELL_W * 2)).max(10);
+    let (big, body, foot) = (4 * ui, 2 * ui, 3 * ui);
+    let max_chars = (ww.saturating_sub(80 * ui) / (crate::font::CELL_W * body)).max(10);
     let mut lines: Vec<String> = Vec::new();
     for word in detail.split_whitespace() {
         match lines.last_mut() {
@@ -925,24 +978,71 @@ fn panel(canvas: &mut Canvas<'_>, headline: &str, detail: &str, footer: Option<&
         }
     }
     lines.truncate(8);
-    let height = CELL_H * 4 + 16 + lines.len() * CELL_H * 2 + footer.map_or(0, |_| CELL_H * 3 + 8);
+    let height = CELL_H * big
+        + 16 * ui
+        + lines.len() * CELL_H * body
+        + footer.map_or(0, |_| CELL_H * foot + 8 * ui);
     let top = wh.saturating_sub(height) / 2;
     canvas.shade(
-        20,
-        top.saturating_sub(20),
-        ww.saturating_sub(40),
-        height + 40,
+        20 * ui,
+        top.saturating_sub(20 * ui),
+        ww.saturating_sub(40 * ui),
+        height + 40 * ui,
     );
-    let hx = ww.saturating_sub(text_width(headline, 4)) / 2;
-    canvas.text(hx, top, headline, 4, 0x00ff_ffff);
-    let mut y = top + CELL_H * 4 + 16;
+    let hx = ww.saturating_sub(text_width(headline, big)) / 2;
+    canvas.text(hx, top, headline, big, 0x00ff_ffff);
+    let mut y = top + CELL_H * big + 16 * ui;
     for l in &lines {
-        let x = ww.saturating_sub(text_width(l, 2)) / 2;
-        canvas.text(x, y, l, 2, 0x00d0_d0d0);
-        y += CELL_H * 2;
+        let x = ww.saturating_sub(text_width(l, body)) / 2;
+        canvas.text(x, y, l, body, 0x00d0_d0d0);
+        y += CELL_H * body;
     }
     if let Some(f) = footer {
-        let x = ww.saturating_sub(text_width(f, 3)) / 2;
-        canvas.text(x, y + 8, f, 3, 0x00ff_d040);
+        let x = ww.saturating_sub(text_width(f, foot)) / 2;
+        canvas.text(x, y + 8 * ui, f, foot, 0x00ff_d040);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidpi_multiplier_rounds_the_scale_factor() {
+        let got: Vec<usize> = [0.5, 1.0, 1.25, 1.5, 2.0, 3.0, 10.0]
+            .into_iter()
+            .map(ui_scale)
+            .collect();
+        assert_eq!(got, [1, 1, 1, 2, 2, 3, 4]);
+    }
+
+    #[test]
+    fn screens_draw_at_every_scale_and_size_without_leaving_the_canvas() {
+        for (w, h) in [(1, 1), (64, 48), (640, 360), (3840, 2160)] {
+            for ui in 1..=4 {
+                let mut px = vec![0u32; w * h];
+                let mut c = Canvas {
+                    pixels: &mut px,
+                    width: w,
+                    height: h,
+                };
+                panel(
+                    &mut c,
+                    "Connection to the game server lost",
+                    "node b was lost: a long explanation that wraps over several lines of text",
+                    Some("Reconnecting in 3 s"),
+                    ui,
+                );
+                draw_cursor(&mut c, w as f64 - 1.0, 0.0, ui);
+                draw_cursor(&mut c, -5.0, h as f64 + 9.0, ui);
+                if w >= 640 {
+                    let white = px.iter().filter(|&&p| p == 0x00ff_ffff).count();
+                    assert!(
+                        white > 100 * ui * ui,
+                        "{w}x{h} at {ui}: {white} white pixels"
+                    );
+                }
+            }
+        }
     }
 }
