@@ -22,6 +22,7 @@ pub mod app;
 pub mod audio;
 pub mod controller;
 pub mod depacketize;
+mod draw;
 pub mod font;
 pub mod gamepad;
 pub mod http;
