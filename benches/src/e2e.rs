@@ -119,22 +119,34 @@ const KEYS: &[&str] = &[
     "KeyA", "KeyS", "KeyD", "KeyF", "KeyJ", "KeyK", "KeyL", "KeyQ",
 ];
 
-/// Runs the browser benchmark and returns its report.
-pub fn run_browser(args: &E2eArgs) -> anyhow::Result<Report> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Runs `bench` on a two-thread runtime.
+fn on_runtime(
+    bench: impl std::future::Future<Output = anyhow::Result<Report>>,
+) -> anyhow::Result<Report> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("start the async runtime")?;
-    runtime.block_on(browser(args))
+        .context("start the async runtime")?
+        .block_on(bench)
 }
 
-async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
+/// Signaling and a node streaming the demo at the run's size and rate.
+async fn start_lab(args: &E2eArgs) -> anyhow::Result<Lab> {
     let mut config = NodeConfig::loopback("");
     config.video.width = args.width;
     config.video.height = args.height;
     config.video.fps = args.fps;
-    let lab = Lab::start(config).await?;
+    Lab::start(config).await
+}
+
+/// Runs the browser benchmark and returns its report.
+pub fn run_browser(args: &E2eArgs) -> anyhow::Result<Report> {
+    on_runtime(browser(args))
+}
+
+async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
+    let lab = start_lab(args).await?;
     let mut page = Chromium::launch(
         &lab.page_url(),
         &LaunchOptions {
@@ -243,23 +255,14 @@ fn node_share_ms(lab: &Lab) -> f64 {
 
 /// Runs the native-client benchmark and returns its report.
 pub fn run_native(args: &E2eArgs) -> anyhow::Result<Report> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    runtime.block_on(native(args))
+    on_runtime(native(args))
 }
 
 async fn native(args: &E2eArgs) -> anyhow::Result<Report> {
     use crate::native::{NativeClient, focus_window};
     use input::inject::Injector;
 
-    let mut config = NodeConfig::loopback("");
-    config.video.width = args.width;
-    config.video.height = args.height;
-    config.video.fps = args.fps;
-    let lab = Lab::start(config).await?;
+    let lab = start_lab(args).await?;
     let xvfb =
         capture::presenter::Xvfb::start_sized(args.width.max(1280) + 64, args.height.max(720) + 64)
             .context("start Xvfb for the client's window")?;

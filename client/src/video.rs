@@ -158,23 +158,15 @@ impl Decoder {
             .max_buffers(2)
             .drop(true)
             .build();
-        pipeline
-            .add_many([
-                src.upcast_ref(),
-                &parse,
-                &decode,
-                &convert,
-                sink.upcast_ref(),
-            ])
-            .map_err(|e| e.to_string())?;
-        gst::Element::link_many([
+        let chain = [
             src.upcast_ref(),
             &parse,
             &decode,
             &convert,
             sink.upcast_ref(),
-        ])
-        .map_err(|e| e.to_string())?;
+        ];
+        pipeline.add_many(chain).map_err(|e| e.to_string())?;
+        gst::Element::link_many(chain).map_err(|e| e.to_string())?;
         let base = Instant::now();
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
