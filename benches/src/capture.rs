@@ -305,6 +305,51 @@ fn videoconvert_times((w, h): (u32, u32), n: u32) -> anyhow::Result<Vec<f64>> {
     Ok(times)
 }
 
+/// Runs `vkcube --c frames` (unthrottled on Xvfb) to completion; returns its wall time.
+fn vkcube_time(display: &str, frames: u32, env: &[(String, String)]) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut child = Reaped(
+        Command::new("vkcube")
+            .env("DISPLAY", display)
+            .envs(env.iter().cloned())
+            .args(["--c", &frames.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start vkcube (apt-get install vulkan-tools)")?,
+    );
+    let deadline = start + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.0.try_wait()? {
+            if !status.success() {
+                bail!("vkcube failed: {status}");
+            }
+            return Ok(start.elapsed());
+        }
+        if Instant::now() > deadline {
+            bail!("vkcube did not finish {frames} frames within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// vkcube's steady frame rate without the layer and with the layer but no node listening:
+/// interleaved pairs, the best of each; the steady state is a 2,100-frame run minus a
+/// 100-frame one, so start-up (where the layer loads) does not count.
+fn vkcube_no_node_fps(display: &str, no_node: &[(String, String)]) -> anyhow::Result<(f64, f64)> {
+    let (short, long) = (100u32, 2100u32);
+    let steady = |env: &[(String, String)]| -> anyhow::Result<Duration> {
+        Ok(vkcube_time(display, long, env)?.saturating_sub(vkcube_time(display, short, env)?))
+    };
+    let (mut without, mut with) = (Duration::MAX, Duration::MAX);
+    for _ in 0..5 {
+        without = without.min(steady(&[])?);
+        with = with.min(steady(no_node)?);
+    }
+    let fps = |d: Duration| f64::from(long - short) / d.as_secs_f64().max(1e-6);
+    Ok((fps(without), fps(with)))
+}
+
 /// Runs the benchmark; one report per size.
 pub fn run(args: &CaptureArgs) -> anyhow::Result<Vec<Report>> {
     let xvfb = capture::presenter::Xvfb::start()?;
@@ -312,6 +357,8 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<Vec<Report>> {
     let dir = std::env::temp_dir().join(format!("stratus-bench-capture-{}", std::process::id()));
     let install = LayerInstall::write(&dir, LayerInstall::find_library()?)?;
     let ctx = VkContext::new().context("open a Vulkan device")?;
+    let (vkcube_base, vkcube_no_node) =
+        vkcube_no_node_fps(&display, &install.env(&dir.join("nobody.sock")))?;
     let mut reports = Vec::new();
     for &(w, h) in &args.sizes {
         let (base_ms, _, _) = run_title(&display, &[], (w, h), args, None)?;
@@ -344,6 +391,9 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<Vec<Report>> {
                 .field("frames_captured", stats.frames)
                 .field("frames_dropped", stats.dropped)
                 .field("id_gaps", gaps)
+                .field("vkcube_fps_without_layer", vkcube_base)
+                .field("vkcube_fps_with_layer_no_node", vkcube_no_node)
+                .field("vkcube_no_node_fps_ratio", vkcube_no_node / vkcube_base)
                 .field("device", ctx.device_name()),
         );
     }
