@@ -119,6 +119,19 @@ const KEYS: &[&str] = &[
     "KeyA", "KeyS", "KeyD", "KeyF", "KeyJ", "KeyK", "KeyL", "KeyQ",
 ];
 
+/// The fields both clients report, in the same order: the run's size and length, glass-to-glass
+/// and input-to-photon quantiles, frames presented per second.
+fn latency_fields(report: Report, args: &E2eArgs, g2g: &[f64], i2p: &[f64], fps: f64) -> Report {
+    report
+        .field("width", args.width)
+        .field("height", args.height)
+        .field("seconds", args.seconds)
+        .field("glass_to_glass_ms_p50", percentile(g2g, 50.0))
+        .field("glass_to_glass_ms_p95", percentile(g2g, 95.0))
+        .field("input_to_photon_ms_p50", percentile(i2p, 50.0))
+        .field("fps", fps)
+}
+
 /// Runs `bench` on a two-thread runtime.
 fn on_runtime(
     bench: impl std::future::Future<Output = anyhow::Result<Report>>,
@@ -220,25 +233,20 @@ async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
     } else {
         0.0
     };
-    Ok(Report::default()
-        .field("client", "browser")
-        .field("width", args.width)
-        .field("height", args.height)
-        .field("seconds", args.seconds)
-        .field("glass_to_glass_ms_p50", percentile(&g2g, 50.0))
-        .field("glass_to_glass_ms_p95", percentile(&g2g, 95.0))
-        .field("input_to_photon_ms_p50", percentile(&i2p, 50.0))
-        .field("fps", frames / elapsed_s.max(1e-9))
-        .field("decode_ms_mean", decode_ms)
-        .field("jitter_buffer_ms_mean", jitter_ms)
-        .field("node_capture_to_packet_ms_p50", node_ms)
-        .field(
-            "freezes",
-            (num(&after, "freezeCount") - num(&before, "freezeCount")) as u64,
-        )
-        .field("frames", frames as u64)
-        .field("samples", g2g.len())
-        .field("key_presses", i2p.len()))
+    let report = Report::default().field("client", "browser");
+    Ok(
+        latency_fields(report, args, &g2g, &i2p, frames / elapsed_s.max(1e-9))
+            .field("decode_ms_mean", decode_ms)
+            .field("jitter_buffer_ms_mean", jitter_ms)
+            .field("node_capture_to_packet_ms_p50", node_ms)
+            .field(
+                "freezes",
+                (num(&after, "freezeCount") - num(&before, "freezeCount")) as u64,
+            )
+            .field("frames", frames as u64)
+            .field("samples", g2g.len())
+            .field("key_presses", i2p.len()),
+    )
 }
 
 /// The node's capture→packet time (median of its recent window) for the lab's session: the
@@ -328,28 +336,28 @@ async fn native(args: &E2eArgs) -> anyhow::Result<Report> {
     }
     let count = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
     let frames = count(&after, "frames_presented") - count(&before, "frames_presented");
-    Ok(Report::default()
+    let report = Report::default()
         .field("client", "native")
-        .field("decoder", after["decoder"].as_str().unwrap_or_default())
-        .field("width", args.width)
-        .field("height", args.height)
-        .field("seconds", args.seconds)
-        .field("glass_to_glass_ms_p50", percentile(&g2g, 50.0))
-        .field("glass_to_glass_ms_p95", percentile(&g2g, 95.0))
-        .field("input_to_photon_ms_p50", percentile(&i2p, 50.0))
-        .field("fps", frames as f64 / elapsed_s.max(1e-9))
-        .field("decode_ms_p50", percentile(&decode, 50.0))
-        .field("client_ms_p50", percentile(&in_client, 50.0))
-        .field("node_capture_to_packet_ms_p50", node_ms)
-        .field(
-            "first_frame_ms",
-            after["first_frame_ms"].as_f64().unwrap_or(0.0),
-        )
-        .field("frames", frames)
-        .field("samples", g2g.len())
-        .field("key_presses", i2p.len())
-        .field(
-            "lost_packets",
-            count(&after, "lost_packets") - count(&before, "lost_packets"),
-        ))
+        .field("decoder", after["decoder"].as_str().unwrap_or_default());
+    Ok(latency_fields(
+        report,
+        args,
+        &g2g,
+        &i2p,
+        frames as f64 / elapsed_s.max(1e-9),
+    )
+    .field("decode_ms_p50", percentile(&decode, 50.0))
+    .field("client_ms_p50", percentile(&in_client, 50.0))
+    .field("node_capture_to_packet_ms_p50", node_ms)
+    .field(
+        "first_frame_ms",
+        after["first_frame_ms"].as_f64().unwrap_or(0.0),
+    )
+    .field("frames", frames)
+    .field("samples", g2g.len())
+    .field("key_presses", i2p.len())
+    .field(
+        "lost_packets",
+        count(&after, "lost_packets") - count(&before, "lost_packets"),
+    ))
 }
