@@ -13,6 +13,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
+use crate::layout::{self, Layout};
+use crate::limits::{check_frame, unsupported_size, validate};
 use crate::profiles::{self, BitrateUnit, EncoderProfile};
 use crate::roi::Roi;
 use crate::{EncodedFrame, EncoderConfig, EncoderError, EncoderInfo};
@@ -30,6 +32,37 @@ struct Pending {
     pts: u64,
     frame_id: u64,
     captured_ns: u64,
+    width: u32,
+    height: u32,
+}
+
+/// The input size the source caps currently say, and how frames of that size reach appsrc.
+#[derive(Debug, Clone, Copy)]
+struct Input {
+    width: u32,
+    height: u32,
+    /// GStreamer's layout for these caps when it differs from our tightly packed planes, so
+    /// frames are repacked into it; `None` when the layouts agree and frames go without a copy
+    /// (see [`crate::layout`]).
+    repack: Option<Layout>,
+}
+
+impl Input {
+    /// The caps for `width`×`height` at `fps` and the input they make.
+    fn new(width: u32, height: u32, fps: u32) -> Result<(Self, gst::Caps), String> {
+        let caps = raw_caps(width, height, fps);
+        let info = gst_video::VideoInfo::from_caps(&caps)
+            .map_err(|e| format!("no video info for {caps}: {e}"))?;
+        let repack = layout::repack_target(&info);
+        Ok((
+            Self {
+                width,
+                height,
+                repack,
+            },
+            caps,
+        ))
+    }
 }
 
 /// An open H.264 encoder. See the crate docs.
@@ -46,7 +79,7 @@ pub struct Encoder {
     bitrate_kbps: AtomicU32,
     pending: Mutex<VecDeque<Pending>>,
     /// The size the input caps currently say (frames of another size change them).
-    size: Mutex<(u32, u32)>,
+    input: Mutex<Input>,
 }
 
 /// The raw caps for frames of `width`×`height` at `fps`.
@@ -99,8 +132,18 @@ impl Encoder {
             );
         }
 
+        let (input, caps) = Input::new(config.width, config.height, config.fps).map_err(|e| {
+            pipeline_error(
+                profile.element,
+                format!(
+                    "the video encoder cannot take {}x{} pictures",
+                    config.width, config.height
+                ),
+                &e,
+            )
+        })?;
         let appsrc = gst_app::AppSrc::builder()
-            .caps(&raw_caps(config.width, config.height, config.fps))
+            .caps(&caps)
             .is_live(true)
             .format(gst::Format::Time)
             .do_timestamp(false)
@@ -113,9 +156,12 @@ impl Encoder {
             .build();
         let element = gst::ElementFactory::make(profile.element)
             .build()
-            .map_err(|e| EncoderError::Pipeline {
-                element: profile.element.into(),
-                message: e.to_string(),
+            .map_err(|e| {
+                pipeline_error(
+                    profile.element,
+                    "the video encoder could not be created".into(),
+                    &e,
+                )
             })?;
         for (name, value) in profile.properties {
             set_from_str(&element, name, value);
@@ -156,14 +202,22 @@ impl Encoder {
             &parse,
             appsink.upcast_ref(),
         ];
-        let fail = |message: String| EncoderError::Pipeline {
-            element: profile.element.into(),
-            message,
+        let assemble = |e: glib::BoolError| {
+            pipeline_error(
+                profile.element,
+                "the video encoder could not be set up".into(),
+                &e,
+            )
         };
-        pipeline
-            .add_many(elements)
-            .map_err(|e| fail(e.to_string()))?;
-        gst::Element::link_many(elements).map_err(|e| fail(format!("cannot link: {e}")))?;
+        pipeline.add_many(elements).map_err(assemble)?;
+        gst::Element::link_many(elements).map_err(assemble)?;
+        if let Some(takes) = unsupported_size(profile, &element, config.width, config.height, &caps)
+        {
+            return Err(EncoderError::InvalidConfig(format!(
+                "{} takes {takes}, not {}x{}",
+                profile.element, config.width, config.height
+            )));
+        }
 
         let this = Self {
             pipeline,
@@ -174,13 +228,19 @@ impl Encoder {
             base_ns: AtomicU64::new(u64::MAX),
             bitrate_kbps: AtomicU32::new(0),
             pending: Mutex::new(VecDeque::new()),
-            size: Mutex::new((config.width, config.height)),
+            input: Mutex::new(input),
             config,
         };
         this.set_bitrate(this.config.bitrate_kbps);
-        this.pipeline.set_state(gst::State::Playing).map_err(|_| {
-            this.bus_error()
-                .unwrap_or_else(|| fail("cannot start the pipeline".into()))
+        this.pipeline.set_state(gst::State::Playing).map_err(|e| {
+            this.bus_error("the video encoder could not start")
+                .unwrap_or_else(|| {
+                    pipeline_error(
+                        profile.element,
+                        "the video encoder could not start".into(),
+                        &e,
+                    )
+                })
         })?;
         tracing::info!(
             element = profile.element,
@@ -210,34 +270,50 @@ impl Encoder {
     /// A frame of another (even, non-zero, at most 4096) size than the previous one changes the
     /// stream's size: the encoder starts a new sequence (SPS/PPS and an IDR) at that size. That is
     /// how a title's window resize, or a step down the quality ladder, reaches the player.
+    ///
+    /// Frames whose width is a multiple of 8 go to the encoder without a copy; other widths are
+    /// repacked into the strides GStreamer assumes (see the `layout` module), which costs
+    /// microseconds.
+    ///
+    /// Errors are sentences a player can read; GStreamer's own words are logged.
     pub fn push(&self, frame: &Frame, rois: &[Roi]) -> Result<(), EncoderError> {
         let (w, h) = (frame.width, frame.height);
         let expected_len = PixelFormat::I420.frame_len(w, h);
-        let size_ok =
-            w > 0 && h > 0 && w.is_multiple_of(2) && h.is_multiple_of(2) && w <= 4096 && h <= 4096;
-        if frame.format != PixelFormat::I420 || !size_ok || frame.data.len() < expected_len {
-            return Err(EncoderError::FrameMismatch {
-                frame_id: frame.id,
-                got: format!(
-                    "{:?} {}x{} ({} bytes)",
-                    frame.format,
-                    frame.width,
-                    frame.height,
-                    frame.data.len()
-                ),
-                expected: format!(
-                    "I420 of an even size up to 4096x4096 ({expected_len} bytes at {w}x{h})"
-                ),
-            });
-        }
-        {
-            let mut size = self.size.lock().unwrap_or_else(|p| p.into_inner());
-            if *size != (w, h) {
-                tracing::info!(from = ?*size, to = ?(w, h), "encoder input size changes");
-                self.appsrc.set_caps(Some(&raw_caps(w, h, self.config.fps)));
-                *size = (w, h);
+        check_frame(frame, expected_len)?;
+        let repack = {
+            let mut input = self.input.lock().unwrap_or_else(|p| p.into_inner());
+            if (input.width, input.height) != (w, h) {
+                let (next, caps) = Input::new(w, h, self.config.fps).map_err(|e| {
+                    pipeline_error(
+                        self.profile.element,
+                        format!("the video encoder cannot take {w}x{h} pictures"),
+                        &e,
+                    )
+                })?;
+                // Refused before the caps change, so the stream goes on at the previous size.
+                if let Some(takes) = unsupported_size(self.profile, &self.element, w, h, &caps) {
+                    tracing::warn!(
+                        element = self.profile.element,
+                        frame_id = frame.id,
+                        "encoder cannot take {w}x{h} pictures; it takes {takes}"
+                    );
+                    return Err(EncoderError::FrameMismatch {
+                        frame_id: frame.id,
+                        got: format!("{w}x{h} pixels"),
+                        expected: takes,
+                    });
+                }
+                tracing::info!(
+                    from = ?(input.width, input.height),
+                    to = ?(w, h),
+                    repack = next.repack.is_some(),
+                    "encoder input size changes"
+                );
+                self.appsrc.set_caps(Some(&caps));
+                *input = next;
             }
-        }
+            input.repack
+        };
         let base = match self.base_ns.compare_exchange(
             u64::MAX,
             frame.captured_ns,
@@ -249,7 +325,20 @@ impl Encoder {
         };
         // PTS must increase; a frame stamped before the first one is clamped to it.
         let pts = frame.captured_ns.saturating_sub(base);
-        let mut buffer = gst::Buffer::from_slice(frame.data.slice(..expected_len));
+        let mut buffer = match repack {
+            // Our planes are GStreamer's layout for these caps: hand them over as they are.
+            None => gst::Buffer::from_slice(frame.data.slice(..expected_len)),
+            Some(target) => {
+                let data = layout::repack(&frame.data, w, h, &target).ok_or_else(|| {
+                    pipeline_error(
+                        self.profile.element,
+                        format!("the video encoder cannot take {w}x{h} pictures"),
+                        &format!("no room for a {w}x{h} picture in {target:?}"),
+                    )
+                })?;
+                gst::Buffer::from_mut_slice(data)
+            }
+        };
         {
             let buffer = buffer.get_mut().expect("a new buffer is writable");
             buffer.set_pts(gst::ClockTime::from_nseconds(pts));
@@ -275,12 +364,20 @@ impl Encoder {
                 pts,
                 frame_id: frame.id,
                 captured_ns: frame.captured_ns,
+                width: w,
+                height: h,
             });
         }
         self.appsrc.push_buffer(buffer).map_err(|flow| {
-            self.bus_error().unwrap_or_else(|| EncoderError::Pipeline {
-                element: self.profile.element.into(),
-                message: format!("the pipeline refused a frame: {flow:?}"),
+            self.bus_error(&format!(
+                "the video encoder stopped while encoding {w}x{h} pictures"
+            ))
+            .unwrap_or_else(|| {
+                pipeline_error(
+                    self.profile.element,
+                    format!("the video encoder stopped taking {w}x{h} pictures"),
+                    &format!("appsrc refused a buffer: {flow:?}"),
+                )
             })
         })?;
         Ok(())
@@ -292,7 +389,10 @@ impl Encoder {
             .appsink
             .try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
         else {
-            return match self.bus_error() {
+            let (w, h) = self.input_size();
+            return match self.bus_error(&format!(
+                "the video encoder stopped while encoding {w}x{h} pictures"
+            )) {
                 Some(e) => Err(e),
                 None => Ok(None),
             };
@@ -301,9 +401,12 @@ impl Encoder {
         let Some(buffer) = sample.buffer() else {
             return Ok(None);
         };
-        let map = buffer.map_readable().map_err(|e| EncoderError::Pipeline {
-            element: self.profile.element.into(),
-            message: format!("cannot read an output buffer: {e}"),
+        let map = buffer.map_readable().map_err(|e| {
+            pipeline_error(
+                self.profile.element,
+                "the video encoder produced a picture that cannot be read".into(),
+                &e,
+            )
         })?;
         let au = Bytes::copy_from_slice(map.as_slice());
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
@@ -318,25 +421,43 @@ impl Encoder {
                     .and_then(|seg| seg.to_running_time(pts))
             })
             .map(|t| t.nseconds());
-        let (frame_id, captured_ns) = self.match_pending(pts);
+        let source = self.match_pending(pts);
         Ok(Some(EncodedFrame {
             au,
             keyframe,
-            frame_id,
-            captured_ns,
+            frame_id: source.frame_id,
+            captured_ns: source.captured_ns,
             encoded_ns,
+            width: source.width,
+            height: source.height,
         }))
     }
 
     /// Finds the pushed frame an output belongs to; frames before it were dropped by the encoder.
-    fn match_pending(&self, pts: Option<u64>) -> (u64, u64) {
+    /// An output no pushed frame is known for (the FIFO overflowed) gets id and capture time 0
+    /// and the current input size.
+    fn match_pending(&self, pts: Option<u64>) -> Pending {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(p) = pending.pop_front() {
             if pts.is_none_or(|pts| p.pts >= pts) {
-                return (p.frame_id, p.captured_ns);
+                return p;
             }
         }
-        (0, 0)
+        drop(pending);
+        let (width, height) = self.input_size();
+        Pending {
+            pts: 0,
+            frame_id: 0,
+            captured_ns: 0,
+            width,
+            height,
+        }
+    }
+
+    /// The size the input caps say now.
+    fn input_size(&self) -> (u32, u32) {
+        let input = self.input.lock().unwrap_or_else(|p| p.into_inner());
+        (input.width, input.height)
     }
 
     /// Changes the target bitrate (kbit/s, clamped to 100–100000). Cheap; no keyframe.
@@ -370,21 +491,25 @@ impl Encoder {
         }
     }
 
-    /// The first error message on the bus, if any.
-    fn bus_error(&self) -> Option<EncoderError> {
+    /// The first error message on the bus, if any, as `sentence` for the player; what GStreamer
+    /// said (element, message, debug string) goes to the log.
+    fn bus_error(&self, sentence: &str) -> Option<EncoderError> {
         let bus = self.pipeline.bus()?;
         let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
         let gst::MessageView::Error(err) = msg.view() else {
             return None;
         };
-        Some(EncoderError::Pipeline {
-            element: self.profile.element.into(),
-            message: format!(
-                "{}{}",
-                err.error(),
-                err.debug().map(|d| format!(" ({d})")).unwrap_or_default()
-            ),
-        })
+        let details = format!(
+            "{}: {}{}",
+            msg.src().map(|s| s.path_string()).unwrap_or_default(),
+            err.error(),
+            err.debug().map(|d| format!(" ({d})")).unwrap_or_default()
+        );
+        Some(pipeline_error(
+            self.profile.element,
+            sentence.into(),
+            &details,
+        ))
     }
 }
 
@@ -410,28 +535,16 @@ fn set_from_str(element: &gst::Element, name: &str, value: &str) {
     }
 }
 
-fn validate(config: &EncoderConfig) -> Result<(), EncoderError> {
-    let bad = |m: String| Err(EncoderError::InvalidConfig(m));
-    if config.width == 0 || config.height == 0 {
-        return bad(format!(
-            "size {}x{} must be non-zero",
-            config.width, config.height
-        ));
+/// A pipeline failure: `sentence` is what the player reads, `details` (GStreamer's own words)
+/// go to the log only.
+fn pipeline_error(
+    element: &str,
+    sentence: String,
+    details: &dyn std::fmt::Display,
+) -> EncoderError {
+    tracing::error!(element, %details, "{sentence}");
+    EncoderError::Pipeline {
+        element: element.into(),
+        message: sentence,
     }
-    if !config.width.is_multiple_of(2) || !config.height.is_multiple_of(2) {
-        return bad(format!(
-            "size {}x{} must be even for 4:2:0",
-            config.width, config.height
-        ));
-    }
-    if config.width > 4096 || config.height > 4096 {
-        return bad(format!(
-            "size {}x{} exceeds 4096x4096",
-            config.width, config.height
-        ));
-    }
-    if config.fps == 0 || config.fps > 240 {
-        return bad(format!("frame rate {} must be 1 to 240", config.fps));
-    }
-    Ok(())
 }

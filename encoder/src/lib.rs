@@ -32,6 +32,8 @@
 
 mod gst_log;
 mod gst_pipeline;
+mod layout;
+mod limits;
 pub mod profiles;
 pub mod roi;
 pub mod x264;
@@ -110,6 +112,11 @@ pub struct EncodedFrame {
     pub captured_ns: u64,
     /// When the encoder delivered it (CLOCK_MONOTONIC ns).
     pub encoded_ns: u64,
+    /// Width in pixels this access unit was encoded at: that of the frame it was made from,
+    /// which after a size change may differ from [`EncoderConfig::width`].
+    pub width: u32,
+    /// Height in pixels this access unit was encoded at (see [`EncodedFrame::width`]).
+    pub height: u32,
 }
 
 /// What can go wrong while encoding.
@@ -138,22 +145,26 @@ pub enum EncoderError {
     /// The configuration cannot be encoded.
     #[error("invalid encoder configuration: {0}")]
     InvalidConfig(String),
-    /// A frame does not match the configuration.
-    #[error("frame {frame_id} is {got}; the encoder takes {expected}")]
+    /// A frame the encoder cannot take (wrong format, short data, an odd size or one outside
+    /// what the element takes).
+    /// The message is a sentence a player can read; the frame's details are logged.
+    #[error("the picture is {got}, but the video stream takes {expected}")]
     FrameMismatch {
         /// Offending frame.
         frame_id: u64,
-        /// What the frame is.
+        /// What the frame is, in words ("501x500 pixels").
         got: String,
-        /// What the encoder expects.
+        /// What the encoder takes, in words.
         expected: String,
     },
     /// The pipeline reported an error or refused data.
-    #[error("encoder pipeline ({element}) failed: {message}")]
+    #[error("{message}")]
     Pipeline {
         /// The encoder element in use.
         element: String,
-        /// What GStreamer said.
+        /// What went wrong as a sentence a player can read ("the video encoder stopped while
+        /// encoding 2x2 pictures"). What GStreamer said, debug string included, is logged at
+        /// error level where the error is made, not carried here.
         message: String,
     },
 }

@@ -29,6 +29,10 @@ pub struct EncoderProfile {
     pub bitrate_unit: BitrateUnit,
     /// Name of the keyframe-interval property, if any.
     pub gop_property: Option<&'static str>,
+    /// Smallest picture (width, height) the element encodes, where that is more than its caps
+    /// say: openh264 refuses anything under 16×16 only once it sees a frame. Hardware elements
+    /// state their device's limits in their sink caps, which the encoder also checks.
+    pub min_size: (u32, u32),
     /// Memory the element takes on its sink pad, best first (`None` in the list = system
     /// memory). We feed system memory today; GPU capture will feed the others.
     pub memory: &'static [Option<&'static str>],
@@ -51,6 +55,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Kbps,
         gop_property: Some("gop-size"),
+        min_size: (2, 2),
         memory: &[Some("memory:CUDAMemory"), Some("memory:GLMemory"), None],
     },
     EncoderProfile {
@@ -67,6 +72,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Kbps,
         gop_property: Some("gop-size"),
+        min_size: (2, 2),
         memory: &[Some("memory:CUDAMemory"), None],
     },
     EncoderProfile {
@@ -82,6 +88,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Kbps,
         gop_property: Some("gop-size"),
+        min_size: (2, 2),
         memory: &[
             Some("memory:MSDKSystemMemory"),
             Some("memory:VAMemory"),
@@ -100,6 +107,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Kbps,
         gop_property: Some("keyframe-period"),
+        min_size: (2, 2),
         memory: &[Some("memory:VASurface"), None],
     },
     EncoderProfile {
@@ -114,6 +122,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Kbps,
         gop_property: Some("key-int-max"),
+        min_size: (2, 2),
         memory: &[Some("memory:VAMemory"), Some("memory:DMABuf"), None],
     },
     EncoderProfile {
@@ -128,6 +137,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Kbps,
         gop_property: Some("gop-size"),
+        min_size: (2, 2),
         memory: &[Some("memory:VAMemory"), None],
     },
     EncoderProfile {
@@ -138,6 +148,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Kbps,
         gop_property: Some("key-int-max"),
+        min_size: (2, 2),
         memory: &[None],
     },
     EncoderProfile {
@@ -156,6 +167,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Kbps,
         gop_property: Some("key-int-max"),
+        min_size: (2, 2),
         memory: &[None],
     },
     EncoderProfile {
@@ -166,6 +178,7 @@ pub const PROFILES: &[EncoderProfile] = &[
         bitrate_property: "bitrate",
         bitrate_unit: BitrateUnit::Bps,
         gop_property: Some("gop-size"),
+        min_size: (16, 16),
         memory: &[None],
     },
 ];
@@ -207,6 +220,8 @@ mod tests {
         );
         assert_eq!(pick(&[], &["x264enc", "openh264enc"]), Some("x264enc"));
         assert_eq!(pick(&[], &["openh264enc"]), Some("openh264enc"));
+        let openh264 = profile("openh264enc").expect("in the table");
+        assert_eq!(openh264.min_size, (16, 16), "it refuses smaller pictures");
         let ours = profile("stratusx264enc").expect("in the table");
         assert!(ours.roi && !ours.hardware);
         let x264 = profile("x264enc").expect("in the table");

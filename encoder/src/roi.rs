@@ -74,7 +74,9 @@ impl RoiPolicy {
             None => return Vec::new(),
         };
         let edge = (fw.min(fh) as f32 * self.size_fraction.clamp(0.0, 1.0)).round() as u32;
-        let (w, h) = (edge.clamp(16, fw), edge.clamp(16, fh));
+        // At least one macroblock, at most the frame (which may be smaller than a macroblock:
+        // `clamp` would panic there).
+        let (w, h) = (edge.max(16).min(fw), edge.max(16).min(fh));
         let left = (centre.0 as i64 - w as i64 / 2).clamp(0, (fw - w) as i64) as u32;
         let top = (centre.1 as i64 - h as i64 / 2).clamp(0, (fh - h) as i64) as u32;
         vec![Roi {
@@ -130,5 +132,22 @@ mod tests {
         p.size_fraction = 0.0;
         assert_eq!(p.regions(None)[0].width, 16, "at least one macroblock");
         assert!(RoiPolicy::new(0, 0).regions(None).is_empty());
+    }
+
+    #[test]
+    fn frames_smaller_than_a_macroblock_get_the_whole_frame() {
+        let tiny = RoiPolicy::new(2, 2).regions(Some((100, -100)))[0];
+        assert_eq!((tiny.x, tiny.y, tiny.width, tiny.height), (0, 0, 2, 2));
+        let strip = RoiPolicy::new(500, 10).regions(None)[0];
+        assert_eq!((strip.width, strip.height), (16, 10));
+        assert_eq!(strip.x + strip.width / 2, 250);
+    }
+
+    #[test]
+    fn regions_end_inside_frames_that_are_not_whole_macroblocks() {
+        for (w, h) in [(500, 500), (502, 376), (970, 546), (1366, 768), (322, 180)] {
+            let corner = RoiPolicy::new(w, h).regions(Some((w as i32, h as i32)))[0];
+            assert_eq!((corner.x + corner.width, corner.y + corner.height), (w, h));
+        }
     }
 }

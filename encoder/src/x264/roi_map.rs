@@ -182,6 +182,49 @@ mod tests {
     }
 
     #[test]
+    fn sizes_that_are_not_whole_macroblocks_round_up_like_libx264() {
+        for (w, h) in [
+            (500, 500),
+            (502, 376),
+            (970, 546),
+            (1366, 768),
+            (322, 180),
+            (2, 2),
+        ] {
+            let config = super::super::ffi::Config {
+                width: w,
+                height: h,
+                fps_num: 30,
+                fps_den: 1,
+                bitrate_kbps: 1000,
+                key_int_max: 120,
+                intra_refresh: false,
+                threads: 1,
+            };
+            let (mbw, mbh) = mb_size(w, h);
+            assert_eq!((mbw, mbh), config.mb_size(), "{w}x{h}");
+            // A region over the bottom right corner reaches the last, partial macroblock.
+            let mut o = Vec::new();
+            let n = fill_quant_offsets(&mut o, w, h, &[region(w - 1, h - 1, 100, 100, -7)], 0.0);
+            assert_eq!((o.len(), n), (mbw * mbh, 1), "{w}x{h}");
+            assert_eq!(o[mbw * mbh - 1], -7.0, "{w}x{h}");
+        }
+        // 500 = 31 whole macroblocks and 4 pixels: pixels 484..500 touch macroblocks 30 and 31.
+        let mut o = Vec::new();
+        let n = fill_quant_offsets(&mut o, 500, 500, &[region(484, 484, 16, 16, -5)], 0.0);
+        assert_eq!(n, 4);
+        let g = grid(&o, 32);
+        assert_eq!(
+            (g[30][30], g[30][31], g[31][30], g[31][31]),
+            (-5, -5, -5, -5)
+        );
+        assert_eq!(g[29][31], 0);
+        // A 2x2 picture is one macroblock.
+        let n = fill_quant_offsets(&mut o, 2, 2, &[region(0, 0, 2, 2, -5)], 0.0);
+        assert_eq!((n, o.as_slice()), (1, &[-5.0][..]));
+    }
+
+    #[test]
     fn regions_are_clipped_and_empty_ones_ignored() {
         let mut o = Vec::new();
         // Overhangs the right and bottom edges: clipped to the picture.

@@ -38,7 +38,7 @@ pub(crate) fn sps_profile(au: &[u8]) -> Option<(u8, u8)> {
 /// The textured test scene now lives in the capture crate, shared with the benches.
 pub(crate) use capture::synthetic::TexturedScene as Scene;
 
-/// One decoded picture's luma, tightly packed.
+/// One decoded picture's planes, each tightly packed.
 #[derive(Debug)]
 pub(crate) struct Decoded {
     /// Width in pixels.
@@ -47,6 +47,10 @@ pub(crate) struct Decoded {
     pub height: u32,
     /// `width × height` luma samples.
     pub luma: Vec<u8>,
+    /// `width / 2 × height / 2` Cb samples.
+    pub u: Vec<u8>,
+    /// `width / 2 × height / 2` Cr samples.
+    pub v: Vec<u8>,
 }
 
 /// Decodes Annex-B access units with `h264parse ! avdec_h264`, every wait bounded.
@@ -83,16 +87,22 @@ pub(crate) fn decode_h264(aus: &[Vec<u8>]) -> Vec<Decoded> {
         let buffer = sample.buffer().expect("buffer");
         let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).expect("map");
         let (w, h) = (info.width() as usize, info.height() as usize);
-        let stride = frame.plane_stride()[0] as usize;
-        let plane = frame.plane_data(0).expect("luma");
-        let mut luma = Vec::with_capacity(w * h);
-        for row in 0..h {
-            luma.extend_from_slice(&plane[row * stride..row * stride + w]);
-        }
+        let packed = |i: usize, w: usize, h: usize| {
+            let stride = frame.plane_stride()[i] as usize;
+            let plane = frame.plane_data(i as u32).expect("plane");
+            let mut samples = Vec::with_capacity(w * h);
+            for row in 0..h {
+                samples.extend_from_slice(&plane[row * stride..row * stride + w]);
+            }
+            samples
+        };
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
         decoded.push(Decoded {
             width: info.width(),
             height: info.height(),
-            luma,
+            luma: packed(0, w, h),
+            u: packed(1, cw, ch),
+            v: packed(2, cw, ch),
         });
         if decoded.len() == aus.len() {
             break;

@@ -10,6 +10,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 mod common;
+mod sizes;
 mod x264;
 
 use common::nal_types;
