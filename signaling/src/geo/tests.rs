@@ -1,6 +1,9 @@
 //! Unit tests of the parent module.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::proxy::X_FORWARDED_FOR;
 use super::*;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
