@@ -8,7 +8,7 @@
 //! RGBA→I420 on frames of the same size, as the CPU reference.
 //!
 //! Needs `Xvfb`, and `stratus-vk-testapp` plus `libstratus_capture_layer.so` next to this
-//! binary: `cargo build --release -p benches -p capture-layer`.
+//! binary: `cargo build --release -p benches -p capture-layer -p capture-testapp`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,8 +19,8 @@ use anyhow::{Context, bail};
 use ash::vk;
 use capture::convert::SourceFormat;
 use capture::layer::{Grab, LayerInstall, RingSource};
-use capture::presenter::test_pattern;
-use capture::vk::VkContext;
+use capture::synthetic::test_pattern;
+use capture::vk::{COLOR_RANGE, VkContext, command_buffers, image_barrier, memory_type_index};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -63,7 +63,7 @@ fn testapp() -> anyhow::Result<PathBuf> {
     let path = exe.with_file_name("stratus-vk-testapp");
     if !path.is_file() {
         bail!(
-            "{} not found; build it with `cargo build --release -p benches -p capture-layer`",
+            "{} not found; build it with `cargo build --release -p benches -p capture-layer -p capture-testapp`",
             path.display()
         );
     }
@@ -145,14 +145,13 @@ fn grab_times(ctx: &Arc<VkContext>, (w, h): (u32, u32), n: u32) -> anyhow::Resul
         .tiling(vk::ImageTiling::OPTIMAL)
         .usage(vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST)
         .initial_layout(vk::ImageLayout::UNDEFINED);
-    // SAFETY: valid create infos on this device; everything made here is destroyed below after
-    // the device is idle.
+    // SAFETY: valid create infos on this device and its queue family; everything made here is
+    // destroyed below after the device is idle.
     unsafe {
         let image = device.create_image(&image_info, None)?;
         let req = device.get_image_memory_requirements(image);
         let mem = ctx.memory_properties();
-        let index = (0..mem.memory_type_count)
-            .find(|&i| req.memory_type_bits & (1 << i) != 0)
+        let index = memory_type_index(mem, req.memory_type_bits, vk::MemoryPropertyFlags::empty())
             .context("no memory type for the image")?;
         let memory = device.allocate_memory(
             &vk::MemoryAllocateInfo::default()
@@ -161,34 +160,18 @@ fn grab_times(ctx: &Arc<VkContext>, (w, h): (u32, u32), n: u32) -> anyhow::Resul
             None,
         )?;
         device.bind_image_memory(image, memory, 0)?;
-        let pool = device.create_command_pool(
-            &vk::CommandPoolCreateInfo::default().queue_family_index(ctx.queue_family()),
-            None,
-        )?;
-        let cmd = device.allocate_command_buffers(
-            &vk::CommandBufferAllocateInfo::default()
-                .command_pool(pool)
-                .level(vk::CommandBufferLevel::PRIMARY)
-                .command_buffer_count(1),
-        )?[0];
+        let (pool, cmds) = command_buffers(device, ctx.queue_family(), 1)?;
+        let cmd = cmds[0];
         device.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default())?;
-        let range = vk::ImageSubresourceRange {
-            aspect_mask: vk::ImageAspectFlags::COLOR,
-            base_mip_level: 0,
-            level_count: 1,
-            base_array_layer: 0,
-            layer_count: 1,
-        };
         let barrier = |old, new| {
-            [vk::ImageMemoryBarrier::default()
-                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-                .dst_access_mask(vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE)
-                .old_layout(old)
-                .new_layout(new)
-                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                .image(image)
-                .subresource_range(range)]
+            [image_barrier(
+                image,
+                (vk::AccessFlags::TRANSFER_WRITE, old),
+                (
+                    vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
+                    new,
+                ),
+            )]
         };
         device.cmd_pipeline_barrier(
             cmd,
@@ -209,7 +192,7 @@ fn grab_times(ctx: &Arc<VkContext>, (w, h): (u32, u32), n: u32) -> anyhow::Resul
             &vk::ClearColorValue {
                 float32: [0.2, 0.5, 0.8, 1.0],
             },
-            &[range],
+            &[COLOR_RANGE],
         );
         device.cmd_pipeline_barrier(
             cmd,
@@ -352,7 +335,7 @@ fn vkcube_no_node_fps(display: &str, no_node: &[(String, String)]) -> anyhow::Re
 
 /// Runs the benchmark; one report per size.
 pub fn run(args: &CaptureArgs) -> anyhow::Result<Vec<Report>> {
-    let xvfb = capture::presenter::Xvfb::start()?;
+    let xvfb = capture::display::Xvfb::start()?;
     let display = xvfb.display.clone();
     let dir = std::env::temp_dir().join(format!("stratus-bench-capture-{}", std::process::id()));
     let install = LayerInstall::write(&dir, LayerInstall::find_library()?)?;

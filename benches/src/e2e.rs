@@ -272,7 +272,7 @@ async fn native(args: &E2eArgs) -> anyhow::Result<Report> {
 
     let lab = start_lab(args).await?;
     let xvfb =
-        capture::presenter::Xvfb::start_sized(args.width.max(1280) + 64, args.height.max(720) + 64)
+        capture::display::Xvfb::start_sized(args.width.max(1280) + 64, args.height.max(720) + 64)
             .context("start Xvfb for the client's window")?;
     let size = format!("{}x{}", args.width, args.height);
     let mut client = NativeClient::launch(

@@ -9,7 +9,7 @@ use server::config::NodeConfig;
 use server::metrics::NodeMetrics;
 use server::{Drainer, Node};
 use signaling::config::Config;
-use signaling::service::{Service, Shared};
+use signaling::service::{ReplicaState, Service};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -19,7 +19,7 @@ pub struct Lab {
     /// Where the signaling service (and the browser page) listens.
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
-    shared: std::sync::Arc<Shared>,
+    shared: std::sync::Arc<ReplicaState>,
     /// The first node's live metrics (its sessions' frame counts and latencies).
     metrics: std::sync::Arc<NodeMetrics>,
     drainer: Drainer,
@@ -104,7 +104,7 @@ impl Lab {
     }
 
     /// The service's shared state (store, registry, metrics).
-    pub fn shared(&self) -> &std::sync::Arc<Shared> {
+    pub fn shared(&self) -> &std::sync::Arc<ReplicaState> {
         &self.shared
     }
 
@@ -131,7 +131,7 @@ impl Lab {
     }
 }
 
-async fn wait_registered(shared: &Shared, node_id: &str) -> anyhow::Result<()> {
+async fn wait_registered(shared: &ReplicaState, node_id: &str) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !shared.local.node_ids().iter().any(|n| n == node_id) {
         if tokio::time::Instant::now() > deadline {

@@ -173,6 +173,18 @@ async fn relay(
     }
 }
 
+/// A player's session sent through the relay: the node's candidates in its answer point at the
+/// relay, and the relay learns the node's address from them.
+impl client::session::MediaRoute for Shaper {
+    fn answer(&self, sdp: &str) -> String {
+        let (sdp, node) = redirect_candidates(sdp, self.player_side());
+        if let Some(node) = node {
+            self.set_node(node);
+        }
+        sdp
+    }
+}
+
 /// Rewrites the UDP host candidates in `sdp` to `to` and returns the first one's address.
 pub fn redirect_candidates(sdp: &str, to: SocketAddr) -> (String, Option<SocketAddr>) {
     let mut first = None;

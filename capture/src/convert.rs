@@ -18,7 +18,7 @@ use std::sync::Arc;
 use ash::vk;
 use bytes::Bytes;
 
-use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, push_bytes};
+use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, buffer_barrier, push_bytes};
 use crate::{CaptureError, PixelFormat};
 
 static I420_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/i420.spv"));
@@ -190,30 +190,7 @@ impl I420Converter {
         )?;
         let len = PixelFormat::I420.frame_len(padded_width, padded_height);
         let output = Buffer::host(ctx, len, vk::BufferUsageFlags::STORAGE_BUFFER)?;
-        let source_info = [vk::DescriptorBufferInfo {
-            buffer: source,
-            offset: 0,
-            range: vk::WHOLE_SIZE,
-        }];
-        let buffer_info = [vk::DescriptorBufferInfo {
-            buffer: output.buffer,
-            offset: 0,
-            range: vk::WHOLE_SIZE,
-        }];
-        let writes = [
-            vk::WriteDescriptorSet::default()
-                .dst_set(pipeline.set)
-                .dst_binding(0)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .buffer_info(&source_info),
-            vk::WriteDescriptorSet::default()
-                .dst_set(pipeline.set)
-                .dst_binding(1)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .buffer_info(&buffer_info),
-        ];
-        // SAFETY: the set and buffers are valid and not in use by the GPU yet.
-        unsafe { ctx.device().update_descriptor_sets(&writes, &[]) };
+        pipeline.bind_storage_buffers(&[source, output.buffer]);
         Ok(Self {
             pipeline,
             output,
@@ -255,33 +232,18 @@ impl I420Converter {
             self.format.code(),
             0,
         ]);
-        let barrier = [vk::BufferMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .buffer(self.output.buffer)
-            .offset(0)
-            .size(vk::WHOLE_SIZE)];
-        // SAFETY: `cmd` is recording; the pipeline, layout and set belong to this device.
+        let barrier = [buffer_barrier(
+            self.output.buffer,
+            vk::AccessFlags::SHADER_WRITE,
+            vk::AccessFlags::HOST_READ,
+        )];
+        self.pipeline.record_dispatch(
+            cmd,
+            &push,
+            [(w / 8).div_ceil(GROUP), (h / 2).div_ceil(GROUP), 1],
+        );
+        // SAFETY: `cmd` is recording on this device and the output buffer belongs to it.
         unsafe {
-            device.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipeline.pipeline);
-            device.cmd_bind_descriptor_sets(
-                cmd,
-                vk::PipelineBindPoint::COMPUTE,
-                self.pipeline.layout,
-                0,
-                &[self.pipeline.set],
-                &[],
-            );
-            device.cmd_push_constants(
-                cmd,
-                self.pipeline.layout,
-                vk::ShaderStageFlags::COMPUTE,
-                0,
-                &push,
-            );
-            device.cmd_dispatch(cmd, (w / 8).div_ceil(GROUP), (h / 2).div_ceil(GROUP), 1);
             device.cmd_pipeline_barrier(
                 cmd,
                 vk::PipelineStageFlags::COMPUTE_SHADER,

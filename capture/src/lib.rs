@@ -10,10 +10,16 @@
 //!   `capture/layer`), which converts each presented frame on the GPU and hands it over through
 //!   a shared-memory ring ([`ring`]).
 //! - [`synthetic::TexturedScene`]: a textured, noisy, scrolling sequence computed on the CPU,
-//!   for encoder tests and benchmarks that need game-like content.
+//!   for encoder tests and benchmarks that need game-like content ([`synthetic::test_pattern`]
+//!   is the known still image the layer's test title presents).
 //!
 //! Pixels are converted RGBA → I420 on the GPU ([`convert`]) before they are read back, so a
-//! frame crosses to the CPU as 1.5 bytes a pixel.
+//! frame crosses to the CPU as 1.5 bytes a pixel. [`vk`] is the Vulkan context they run on,
+//! with the buffer, pipeline, barrier and copy helpers they share. [`display`] is a session's
+//! X display ([`display::Xvfb`]), where a sandboxed title runs.
+//!
+//! The layer's test title (an X11 window and a swapchain, `stratus-vk-testapp`) is test tooling
+//! and lives in its own package, `capture-testapp`, not here.
 //!
 //! ```no_run
 //! use capture::{offscreen::DemoSource, Source};
@@ -28,10 +34,10 @@
 
 pub mod clock;
 pub mod convert;
+pub mod display;
 mod frame;
 pub mod layer;
 pub mod offscreen;
-pub mod presenter;
 pub mod ring;
 pub mod synthetic;
 pub mod vk;
@@ -94,9 +100,6 @@ pub enum CaptureError {
     /// No frame arrived in time from a source that waits for a producer.
     #[error("no frame from the title within {0:?}")]
     NoFrame(std::time::Duration),
-    /// Showing frames in a window failed (the test title).
-    #[error("presenter: {0}")]
-    Presenter(String),
     /// The frame rate is zero or absurd.
     #[error("invalid frame rate {0}: must be between 1 and 240")]
     InvalidFrameRate(u32),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ash::vk;
 
 use crate::convert::{I420Converter, check_size};
-use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, push_bytes};
+use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, buffer_barrier, push_bytes};
 use crate::{CaptureError, Frame, PixelFormat, Source, clock};
 
 static SCENE_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/scene.spv"));
@@ -165,18 +165,7 @@ impl DemoRenderer {
             &[vk::DescriptorType::STORAGE_BUFFER],
             PUSH_SIZE,
         )?;
-        let pixels_info = [vk::DescriptorBufferInfo {
-            buffer: pixels.buffer,
-            offset: 0,
-            range: vk::WHOLE_SIZE,
-        }];
-        let write = [vk::WriteDescriptorSet::default()
-            .dst_set(scene.set)
-            .dst_binding(0)
-            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-            .buffer_info(&pixels_info)];
-        // SAFETY: set and buffer are valid and not yet used by any submission.
-        unsafe { ctx.device().update_descriptor_sets(&write, &[]) };
+        scene.bind_storage_buffers(&[pixels.buffer]);
         let converter = I420Converter::new(&ctx, pixels.buffer, width, height)?;
         let submitter = Submitter::new(&ctx)?;
         Ok(Self {
@@ -241,45 +230,26 @@ impl DemoRenderer {
         let cmd = self.submitter.begin()?;
         // Each submission is waited for before the next, so the previous frame's reads of the
         // pixel buffer are complete; no barrier is needed before overwriting it.
-        // SAFETY: `cmd` is recording; every handle belongs to this device and outlives the
-        // submission, which `submit_and_wait` completes before returning.
-        unsafe {
-            device.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.scene.pipeline);
-            device.cmd_bind_descriptor_sets(
-                cmd,
-                vk::PipelineBindPoint::COMPUTE,
-                self.scene.layout,
-                0,
-                &[self.scene.set],
-                &[],
-            );
-            device.cmd_push_constants(
-                cmd,
-                self.scene.layout,
-                vk::ShaderStageFlags::COMPUTE,
-                0,
-                &push,
-            );
-            device.cmd_dispatch(
-                cmd,
+        self.scene.record_dispatch(
+            cmd,
+            &push,
+            [
                 self.width.div_ceil(GROUP * PIXELS_PER_INVOCATION),
                 self.height.div_ceil(GROUP),
                 1,
-            );
-        }
+            ],
+        );
         self.submitter.submit_and_wait()?;
         let t1 = Instant::now();
 
         let cmd = self.submitter.begin()?;
-        let to_read = [vk::BufferMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-            .dst_access_mask(vk::AccessFlags::SHADER_READ)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .buffer(self.pixels.buffer)
-            .offset(0)
-            .size(vk::WHOLE_SIZE)];
-        // SAFETY: as above.
+        let to_read = [buffer_barrier(
+            self.pixels.buffer,
+            vk::AccessFlags::SHADER_WRITE,
+            vk::AccessFlags::SHADER_READ,
+        )];
+        // SAFETY: `cmd` is recording; every handle belongs to this device and outlives the
+        // submission, which `submit_and_wait` completes before returning.
         unsafe {
             device.cmd_pipeline_barrier(
                 cmd,

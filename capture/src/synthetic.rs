@@ -4,6 +4,9 @@
 //! everywhere, as with a real game. The demo title, by contrast, is smooth and cheap to code.
 //!
 //! Used by the encoder's tests and `stratus-bench encode`.
+//!
+//! Also [`test_pattern`], the known still image the capture layer's test title presents and
+//! the conversion tests check against the CPU reference.
 
 use bytes::Bytes;
 
@@ -92,6 +95,38 @@ impl TexturedScene {
             height: self.height,
             format: PixelFormat::I420,
             data: Bytes::from(self.picture(index)),
+        }
+    }
+}
+
+/// The known test image: eight colour bars over the top half, a horizontal grey ramp and a
+/// vertical red–blue ramp below, and a `phase`-dependent square so images differ between phases.
+pub fn test_pattern(width: u32, height: u32, phase: u32) -> impl Fn(u32, u32) -> [u8; 3] {
+    const BARS: [[u8; 3]; 8] = [
+        [235, 235, 235],
+        [235, 235, 16],
+        [16, 235, 235],
+        [16, 235, 16],
+        [235, 16, 235],
+        [235, 16, 16],
+        [16, 16, 235],
+        [40, 90, 160],
+    ];
+    move |x, y| {
+        let (w, h) = (width.max(1), height.max(1));
+        let square = w / 8;
+        let sx = (phase * square) % w.saturating_sub(square).max(1);
+        if x >= sx && x < sx + square && y >= h / 2 && y < h / 2 + square.min(h / 2) {
+            return [250, 120, 10];
+        }
+        if y < h / 2 {
+            BARS[(x * 8 / w) as usize % 8]
+        } else if y < 3 * h / 4 {
+            let v = (x * 255 / w) as u8;
+            [v, v, v]
+        } else {
+            let v = (y * 255 / h) as u8;
+            [v, 64, 255 - v]
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The client's session loop, on the async runtime: pick a title, connect, play until the
 //! session ends, say what happened, and connect again (to whichever healthy node signaling
 //! assigns) after a visible countdown. The window thread reads [`Screen`] and the session
-//! handle from [`Shared`]; the controller wakes it through `wake`.
+//! handle from [`ClientState`]; the controller wakes it through `wake`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +30,9 @@ pub enum Problem {
     DecoderMissing,
     /// The service refused the session (unknown title, policy).
     Refused,
+    /// The session ended in a way that trying again would repeat (the title exited or cannot
+    /// be streamed, the time limit).
+    SessionOver,
 }
 
 impl Problem {
@@ -42,6 +45,7 @@ impl Problem {
             Problem::NodeLost => "Connection to the game server lost",
             Problem::DecoderMissing => "No video decoder",
             Problem::Refused => "The session was refused",
+            Problem::SessionOver => "The game session ended",
         }
     }
 
@@ -54,6 +58,7 @@ impl Problem {
             Problem::NodeLost => "node_lost",
             Problem::DecoderMissing => "decoder_missing",
             Problem::Refused => "refused",
+            Problem::SessionOver => "session_over",
         }
     }
 
@@ -106,7 +111,7 @@ impl Screen {
 }
 
 /// State shared by the controller and the window.
-pub struct Shared {
+pub struct ClientState {
     /// What the window shows.
     pub screen: Mutex<Screen>,
     /// The session in play, for sending input.
@@ -122,9 +127,9 @@ pub struct Shared {
     wake: Box<dyn Fn() + Send + Sync>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for ClientState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("ClientState")
             .field(
                 "screen",
                 &*self.screen.lock().unwrap_or_else(|p| p.into_inner()),
@@ -133,10 +138,10 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-impl Shared {
-    /// Shared state; `wake` asks the window to redraw.
-    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Arc<Shared> {
-        Arc::new(Shared {
+impl ClientState {
+    /// The client's state; `wake` asks the window to redraw.
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Arc<ClientState> {
+        Arc::new(ClientState {
             screen: Mutex::new(Screen::Connecting("starting".into())),
             session: Mutex::new(None),
             counters: Arc::new(SessionCounters::default()),
@@ -183,7 +188,7 @@ impl Shared {
 
 /// Runs sessions until `quit` fires. `title` skips the picker.
 pub async fn run(
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     mut options: SessionOptions,
     sink: Arc<dyn MediaSink>,
     mut quit: watch::Receiver<bool>,
@@ -239,11 +244,24 @@ pub async fn run(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .take();
+                let for_good = session.ended_for_good();
                 if let Ok(session) = Arc::try_unwrap(session) {
                     session.close().await;
                 }
                 let Some(why) = why else { return };
                 tracing::warn!("the session ended: {why}");
+                if for_good {
+                    // Starting it again would end the same way: the player decides.
+                    shared.show(Screen::Problem {
+                        problem: Problem::SessionOver,
+                        detail: format!("{why} — press Enter to play again, Esc to quit"),
+                        retry_at: None,
+                    });
+                    tokio::select! {
+                        _ = shared.retry_now.notified() => continue,
+                        _ = quitting(&mut quit) => return,
+                    }
+                }
                 if !countdown(
                     &shared,
                     Problem::NodeLost,
@@ -284,7 +302,7 @@ pub async fn run(
 
 /// Shows `problem` with a countdown of `wait`; false if the client is quitting.
 async fn countdown(
-    shared: &Shared,
+    shared: &ClientState,
     problem: Problem,
     detail: String,
     wait: Duration,
@@ -305,7 +323,7 @@ async fn countdown(
 
 /// Shows the catalog until the player picks a title; `None` if the client is quitting.
 async fn pick_title(
-    shared: &Shared,
+    shared: &ClientState,
     options: &SessionOptions,
     quit: &mut watch::Receiver<bool>,
 ) -> Option<String> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gilrs::{Axis, Button, EventType, GamepadId, Gilrs};
 use input::{EventKind, InputEvent, MAX_GAMEPADS};
 
-use crate::controller::Shared;
+use crate::controller::ClientState;
 
 /// The Standard Gamepad index of a gilrs button.
 pub fn standard_button(b: Button) -> Option<u8> {
@@ -151,7 +151,7 @@ impl Drop for GamepadReader {
 
 /// Starts reading gamepads and sending their events to the session in play; `Err` says why
 /// there are no gamepads here.
-pub fn spawn(shared: Arc<Shared>, started: Instant) -> Result<GamepadReader, String> {
+pub fn spawn(shared: Arc<ClientState>, started: Instant) -> Result<GamepadReader, String> {
     let mut gilrs = Gilrs::new().map_err(|e| format!("no gamepad support: {e}"))?;
     let pads = gilrs.gamepads().count();
     tracing::info!("{pads} gamepad(s) connected");

@@ -4,7 +4,8 @@
 //!   serves.
 //! - The native client, `stratus-client` ([`app::run`]): a winit window that plays a session.
 //!   Its parts, each usable alone:
-//!   - [`session`]: token, signaling, the webrtc-rs peer connection, input out;
+//!   - [`session`]: the one client session (token, signaling, the webrtc-rs peer connection,
+//!     input out) that the native client, the checker and every test player use;
 //!   - [`depacketize`]: H.264 RTP to Annex B access units (sans-IO);
 //!   - [`video`]: GStreamer decoding, hardware decoders probed first;
 //!   - [`audio`]: Opus decoding, level, playback;

@@ -1,5 +1,5 @@
 // Stratus pointer predictor for the browser: the same adaptive constant-acceleration Kalman
-// filter as the Rust `input::predict::Predictor` (see input/src/predict.rs for the model and
+// filter as the Rust `input::predict::Predictor` (see input/src/predict/ for the model and
 // its tuning). It is checked against golden vectors produced by the Rust code
 // (predict_vectors.json) by benches/tests/it/predict_js.rs, so keep the two in step: change
 // both, then regenerate the vectors.

@@ -15,7 +15,8 @@ import { Horizon } from './predict.js';
 
 export const PROTOCOL_VERSION = 1;
 
-// Reasons a node gives when the title itself is over (exited, crashed, never started).
+// Reasons a node without the `permanent` flag gives when the title itself is over (exited,
+// crashed, never started).
 const TITLE_OVER = /^(the title |cannot start the title|this node (cannot|has no) )/;
 
 // Latency code geometry (DESIGN.md).
@@ -278,8 +279,9 @@ export function start({ video, status, stats, audio = null, touch = null, fullsc
           break;
         case 'session_ended':
           state.lastEnd = msg.reason;
-          // The game ended, crashed or could not start: starting it again would not help.
-          if (TITLE_OVER.test(msg.reason)) { teardown(); say(`session ended: ${msg.reason}`, true); }
+          // The game ended, crashed, could not start or cannot be streamed: starting it again
+          // would end the same way (the node says so; older nodes only by their words).
+          if (msg.permanent || TITLE_OVER.test(msg.reason)) { teardown(); say(`session ended: ${msg.reason}`, true); }
           else retry(`session ended: ${msg.reason}`);
           break;
         case 'error':

@@ -1,8 +1,14 @@
-//! The RTP formats a Stratus node sends and its players receive, in one place so the node,
-//! the native client and the test players negotiate exactly the same thing: H.264
-//! (packetization-mode 1, constrained baseline) with RTX, Opus, the playout-delay header
-//! extension, and the payload types they are offered under.
+//! The formats a Stratus node sends and its players receive, in one place so that both ends
+//! speak exactly the same thing:
+//!
+//! - the RTP formats they negotiate (this file): H.264 (packetization-mode 1, constrained
+//!   baseline) with RTX, Opus, the playout-delay header extension, and the payload types they
+//!   are offered under;
+//! - [`latency_code`]: the latency and frame-id codes drawn into a frame's top rows, with the
+//!   reader every receiver measures glass-to-glass latency with.
 #![deny(missing_docs)]
+
+pub mod latency_code;
 
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,

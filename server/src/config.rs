@@ -27,7 +27,7 @@ pub struct VideoConfig {
     /// Region edge as a fraction of the frame's shorter side.
     pub roi_size: f32,
     /// Below this congestion estimate (kbit/s) the stream steps down to half the frame rate,
-    /// then to half the size (see [`crate::ladder`]); 0 turns the ladder off.
+    /// then to half the size (see [`crate::media::ladder`]); 0 turns the ladder off.
     pub ladder_floor_kbps: u32,
 }
 
@@ -94,6 +94,11 @@ pub struct SessionConfig {
     pub max_duration: Option<std::time::Duration>,
     /// Give sessions sound (a PulseAudio server the node starts, a sink per session).
     pub audio: bool,
+    /// A running PulseAudio server to give sessions their sinks on instead of starting the
+    /// node's own (a server string such as `unix:/run/user/1000/pulse/native`; `main` reads it
+    /// from `--pulse-server` or `PULSE_SERVER`). When it does not answer, the node starts its
+    /// own after all. `None`: the node's own private server.
+    pub pulse_server: Option<String>,
     /// On SIGTERM, how long running sessions may go on before they are ended.
     pub drain_timeout: std::time::Duration,
 }
@@ -105,6 +110,7 @@ impl Default for SessionConfig {
             first_frame_timeout: std::time::Duration::from_secs(20),
             max_duration: None,
             audio: true,
+            pulse_server: None,
             drain_timeout: std::time::Duration::from_secs(600),
         }
     }

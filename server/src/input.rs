@@ -1,89 +1,24 @@
-//! Player input on the node: the demo title's injector, and the per-session input path
-//! (data channel bytes → [`InputGate`] → [`Injector`]).
+//! Player input on the node: the per-session input path (data-channel bytes → [`InputGate`] →
+//! the stream's geometry → [`Injector`]) and the pointer hint the region of interest follows.
+//!
+//! Players send positions in the pixels of the picture they decode. On a lower rung of the
+//! quality ladder, or when a title draws at its own size, that picture is not the title's
+//! frame: [`InputPath::set_geometry`] (called as each frame is sent) keeps the gate's clamp at
+//! the stream's size and maps every absolute position to the title's pixels before it is
+//! injected and before it becomes the hint, so input and region of interest land where the
+//! player pointed at every rung.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use capture::offscreen::DemoControls;
 use input::gate::{GateConfig, GateCounters, InputGate};
-use input::inject::{InjectError, Injector};
-use input::{EventKind, InputEvent, MouseButton};
+use input::inject::Injector;
+use input::{EventKind, InputEvent};
 
-/// Injects into the built-in demo title: the pointer moves its crosshair, buttons and the last
-/// key pressed colour its input indicator.
-#[derive(Debug)]
-pub struct DemoInjector {
-    controls: Arc<DemoControls>,
-    width: i32,
-    height: i32,
-}
+use crate::media::StreamGeometry;
 
-impl DemoInjector {
-    /// An injector for a demo title of this frame size.
-    pub fn new(controls: Arc<DemoControls>, width: u32, height: u32) -> Self {
-        Self {
-            controls,
-            width: width as i32,
-            height: height as i32,
-        }
-    }
-}
-
-/// The key code the demo title shows for a gamepad button: above the keyboard's range, with
-/// distinct low bits (the indicator's colour depends on them) for every pad and button.
-pub fn gamepad_key(pad: u8, button: u8) -> u32 {
-    0x1000 | ((pad as u32) << 5) | (button as u32 + 1)
-}
-
-fn button_bit(button: MouseButton) -> u32 {
-    1 << (button as u32)
-}
-
-impl Injector for DemoInjector {
-    fn name(&self) -> &'static str {
-        "demo"
-    }
-
-    fn inject(&mut self, event: &InputEvent) -> Result<(), InjectError> {
-        let (px, py, buttons, _) = self.controls.snapshot();
-        match event.kind {
-            EventKind::MouseMove { x, y } => self.controls.set_pointer(x as i32, y as i32),
-            EventKind::MouseMoveRel { dx, dy } => self.controls.set_pointer(
-                (px + dx as i32).clamp(0, self.width - 1),
-                (py + dy as i32).clamp(0, self.height - 1),
-            ),
-            EventKind::Button { button, down } => {
-                let bit = button_bit(button);
-                self.controls
-                    .set_buttons(if down { buttons | bit } else { buttons & !bit });
-            }
-            EventKind::Key { code, down: true } => self.controls.set_key(code as u32),
-            EventKind::Key { down: false, .. } => {}
-            // A gamepad button shows as a key code above the keyboard's range, so the indicator
-            // proves it arrived; see `gamepad_key`.
-            EventKind::GamepadButton { pad, button, value } if value > 0 => {
-                self.controls.set_key(gamepad_key(pad, button))
-            }
-            EventKind::GamepadButton { .. } => {}
-            EventKind::GamepadAxis { .. } => {
-                return Err(InjectError::Unsupported {
-                    backend: "demo",
-                    what: "gamepad axes",
-                });
-            }
-            EventKind::Wheel { .. } => {
-                return Err(InjectError::Unsupported {
-                    backend: "demo",
-                    what: "the wheel",
-                });
-            }
-            EventKind::Touch { x, y, .. } => self.controls.set_pointer(x as i32, y as i32),
-        }
-        Ok(())
-    }
-}
-
-/// Where the player's pointer is, as far as the node knows: the region-of-interest hint.
+/// Where the player's pointer is, as far as the node knows, in the title's frame pixels: the
+/// region-of-interest hint, written by the input path and read by the media thread.
 #[derive(Debug, Default)]
 pub struct PointerHint {
     x: AtomicI32,
@@ -92,7 +27,7 @@ pub struct PointerHint {
 }
 
 impl PointerHint {
-    /// The last pointer position in frame pixels, if any input has said.
+    /// The last pointer position in the title's frame pixels, if any input has said.
     pub fn get(&self) -> Option<(i32, i32)> {
         self.known.load(Ordering::Relaxed).then(|| {
             (
@@ -102,7 +37,7 @@ impl PointerHint {
         })
     }
 
-    /// Records a pointer position in frame pixels.
+    /// Records a pointer position in the title's frame pixels.
     pub fn set(&self, x: i32, y: i32) {
         self.x.store(x, Ordering::Relaxed);
         self.y.store(y, Ordering::Relaxed);
@@ -110,10 +45,12 @@ impl PointerHint {
     }
 }
 
-/// One session's input path: decode and police the bytes, then inject.
+/// One session's input path: decode and police the bytes, map positions to the title's
+/// pixels, then inject.
 pub struct InputPath {
     gate: InputGate,
     injector: Box<dyn Injector>,
+    geometry: StreamGeometry,
     events: Vec<InputEvent>,
     failed: u64,
     hint: Arc<PointerHint>,
@@ -123,27 +60,45 @@ impl std::fmt::Debug for InputPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InputPath")
             .field("injector", &self.injector.name())
+            .field("geometry", &self.geometry)
             .field("counters", &self.gate.counters())
             .field("failed", &self.failed)
             .finish()
     }
 }
 
+/// A frame size as the gate's clamp (the wire carries 16-bit positions).
+fn gate_size((w, h): (u32, u32)) -> (u16, u16) {
+    let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
+    (clamp(w), clamp(h))
+}
+
 impl InputPath {
-    /// A path into `injector` for frames of `width`×`height`, keeping `hint` at the pointer.
+    /// A path into `injector` for a stream of `geometry`, keeping `hint` at the pointer.
     pub fn new(
         injector: Box<dyn Injector>,
-        width: u32,
-        height: u32,
+        geometry: StreamGeometry,
         hint: Arc<PointerHint>,
     ) -> Self {
-        let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
+        let (w, h) = gate_size(geometry.stream);
         Self {
-            gate: InputGate::new(GateConfig::new(clamp(width), clamp(height))),
+            gate: InputGate::new(GateConfig::new(w, h)),
             injector,
+            geometry,
             events: Vec::new(),
             failed: 0,
             hint,
+        }
+    }
+
+    /// The geometry of the frames the player now receives; positions that arrive from now on
+    /// are read in it.
+    pub fn set_geometry(&mut self, geometry: StreamGeometry) {
+        if geometry != self.geometry {
+            tracing::debug!(?geometry, "input follows the stream's geometry");
+            let (w, h) = gate_size(geometry.stream);
+            self.gate.set_frame_size(w, h);
+            self.geometry = geometry;
         }
     }
 
@@ -151,20 +106,22 @@ impl InputPath {
     pub fn handle(&mut self, datagram: &[u8], now_us: u64) {
         self.events.clear();
         self.gate.admit(datagram, now_us, &mut self.events);
-        let (w, h) = (
-            self.gate.config().width as i32,
-            self.gate.config().height as i32,
-        );
-        for event in &self.events {
-            match event.kind {
+        let (w, h) = (self.geometry.source.0 as i32, self.geometry.source.1 as i32);
+        for event in &mut self.events {
+            match &mut event.kind {
                 EventKind::MouseMove { x, y } | EventKind::Touch { x, y, .. } => {
-                    self.hint.set(x as i32, y as i32)
+                    let (sx, sy) = self.geometry.to_source(i32::from(*x), i32::from(*y));
+                    // In range: the source size fits the wire's 16 bits (the gate's clamp).
+                    (*x, *y) = (sx.clamp(0, 0xffff) as u16, sy.clamp(0, 0xffff) as u16);
+                    self.hint.set(sx, sy);
                 }
+                // Relative motion is the player's hand, not a place in the picture: it is
+                // injected as it came, and the hint moves by it in the title's pixels.
                 EventKind::MouseMoveRel { dx, dy } => {
                     let (x, y) = self.hint.get().unwrap_or((w / 2, h / 2));
                     self.hint.set(
-                        (x + dx as i32).clamp(0, (w - 1).max(0)),
-                        (y + dy as i32).clamp(0, (h - 1).max(0)),
+                        (x + i32::from(*dx)).clamp(0, (w - 1).max(0)),
+                        (y + i32::from(*dy)).clamp(0, (h - 1).max(0)),
                     );
                 }
                 _ => {}
@@ -188,48 +145,59 @@ impl InputPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use input::KeyCode;
+    use crate::title::demo::{DemoInjector, gamepad_key};
+    use capture::offscreen::DemoControls;
+    use encoder::roi::RoiPolicy;
+    use input::{KeyCode, MouseButton};
 
-    #[test]
-    fn demo_injector_moves_the_pointer_and_records_keys_and_buttons() {
-        let controls = Arc::new(DemoControls::default());
-        let hint = Arc::new(PointerHint::default());
-        let mut path = InputPath::new(
-            Box::new(DemoInjector::new(controls.clone(), 1280, 720)),
-            1280,
-            720,
-            hint.clone(),
-        );
-        assert_eq!(hint.get(), None);
+    fn encode(events: &[EventKind]) -> Vec<u8> {
         let mut bytes = Vec::new();
-        for (seq, kind) in [
-            EventKind::MouseMove { x: 100, y: 200 },
-            EventKind::MouseMoveRel { dx: -150, dy: 10 },
-            EventKind::Button {
-                button: MouseButton::Right,
-                down: true,
-            },
-            EventKind::Key {
-                code: KeyCode::KeyW,
-                down: true,
-            },
-            EventKind::Key {
-                code: KeyCode::KeyW,
-                down: false,
-            },
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (seq, kind) in events.iter().enumerate() {
             InputEvent {
                 seq: seq as u32,
                 t_us: 0,
-                kind,
+                kind: *kind,
             }
             .encode(&mut bytes)
             .expect("valid");
         }
-        path.handle(&bytes, 0);
+        bytes
+    }
+
+    fn demo_path(width: u32, height: u32) -> (InputPath, Arc<DemoControls>, Arc<PointerHint>) {
+        let controls = Arc::new(DemoControls::default());
+        let hint = Arc::new(PointerHint::default());
+        let path = InputPath::new(
+            Box::new(DemoInjector::new(controls.clone(), width, height)),
+            StreamGeometry::full(width, height),
+            hint.clone(),
+        );
+        (path, controls, hint)
+    }
+
+    #[test]
+    fn input_reaches_the_demo_and_the_hint_follows_the_pointer() {
+        let (mut path, controls, hint) = demo_path(1280, 720);
+        assert_eq!(hint.get(), None);
+        path.handle(
+            &encode(&[
+                EventKind::MouseMove { x: 100, y: 200 },
+                EventKind::MouseMoveRel { dx: -150, dy: 10 },
+                EventKind::Button {
+                    button: MouseButton::Right,
+                    down: true,
+                },
+                EventKind::Key {
+                    code: KeyCode::KeyW,
+                    down: true,
+                },
+                EventKind::Key {
+                    code: KeyCode::KeyW,
+                    down: false,
+                },
+            ]),
+            0,
+        );
         assert_eq!(controls.snapshot(), (0, 210, 1 << 2, KeyCode::KeyW as u32));
         assert_eq!(
             hint.get(),
@@ -237,20 +205,14 @@ mod tests {
             "the ROI hint follows the pointer"
         );
         assert_eq!(path.counters().accepted, 5);
-        let mut pad = Vec::new();
-        let press = EventKind::GamepadButton {
-            pad: 0,
-            button: 0,
-            value: 65535,
-        };
-        InputEvent {
-            seq: 9,
-            t_us: 0,
-            kind: press,
-        }
-        .encode(&mut pad)
-        .expect("valid");
-        path.handle(&pad, 1);
+        path.handle(
+            &encode(&[EventKind::GamepadButton {
+                pad: 0,
+                button: 0,
+                value: 65535,
+            }]),
+            1,
+        );
         assert_eq!(controls.snapshot().3, gamepad_key(0, 0));
         assert_ne!(
             capture::offscreen::indicator_rgb(gamepad_key(0, 0), 0),
@@ -259,5 +221,50 @@ mod tests {
         );
         path.handle(b"garbage", 1);
         assert_eq!(path.counters().malformed, 1);
+    }
+
+    /// Where the player points on the picture it decodes is where the title gets the pointer
+    /// and where the encoder spends its bits, on the full and on the half-size rung.
+    #[test]
+    fn pointer_and_roi_land_where_the_player_pointed_on_every_rung() {
+        let (mut path, controls, hint) = demo_path(1280, 720);
+        let policy = RoiPolicy::new(1280, 720);
+        for geometry in [
+            StreamGeometry::full(1280, 720),
+            StreamGeometry {
+                source: (1280, 720),
+                stream: (640, 360),
+            },
+        ] {
+            path.set_geometry(geometry);
+            // The player points at the picture's centre, in the pixels it decodes.
+            let (cx, cy) = (geometry.stream.0 / 2, geometry.stream.1 / 2);
+            path.handle(
+                &encode(&[EventKind::MouseMove {
+                    x: cx as u16,
+                    y: cy as u16,
+                }]),
+                0,
+            );
+            let (px, py, _, _) = controls.snapshot();
+            assert_eq!((px, py), (640, 360), "the title's pointer at {geometry:?}");
+            assert_eq!(hint.get(), Some((640, 360)));
+            // The region the encoder gets, in the stream's pixels, is centred on the same spot.
+            let regions = policy.regions(hint.get());
+            let r = geometry.roi_to_stream(regions[0]);
+            let centre = (r.x + r.width / 2, r.y + r.height / 2);
+            assert!(
+                centre.0.abs_diff(cx) <= 1 && centre.1.abs_diff(cy) <= 1,
+                "ROI centre {centre:?} against the pointer {:?} at {geometry:?}",
+                (cx, cy)
+            );
+            // The gate clamps at the stream's edge, and the edge maps to the title's edge.
+            path.handle(&encode(&[EventKind::MouseMove { x: 9999, y: 9999 }]), 0);
+            let (px, py, _, _) = controls.snapshot();
+            assert!(
+                px >= 1278 && py >= 718,
+                "the stream's corner is the title's: ({px}, {py}) at {geometry:?}"
+            );
+        }
     }
 }

@@ -1,12 +1,22 @@
 //! The Stratus node: streams titles to players.
 //!
-//! A [`Node`] keeps a WebSocket to the signaling service and runs one [`session`] per player:
-//! the [`title`] runs (the built-in demo renders in-process with
-//! [`capture::offscreen::DemoSource`]; a catalog program runs in its own [`sandbox`] — display,
-//! process group, capture layer — with its sound in its own sink), the encoder turns frames into
-//! H.264 access units ([`encoder::Encoder`]), and a webrtc-rs peer connection sends them and
-//! the Opus sound with congestion control (GCC over TWCC) whose estimate drives the encoder
-//! bitrate, and PLI/FIR forcing keyframes. [`metrics`] are served at `/metrics`.
+//! A [`Node`] keeps a WebSocket to the signaling service and runs one session per player. The
+//! crate's rooms:
+//!
+//! - `agent` — the [`Node`] itself: the signaling connection with jittered backoff, sessions
+//!   as tasks, draining ([`Drainer`]), and the probe endpoint that serves the RTT probe and
+//!   [`metrics`] at `/metrics`.
+//! - [`session`] — one player's session. Its decisions (bitrate, keyframes, the quality
+//!   ladder, grace periods, limits) are the Sans-IO [`session::control::SessionControl`]; the
+//!   async driver around it negotiates, owns the webrtc-rs peer connection and writes the
+//!   samples.
+//! - `media` — the capture and encode threads, the quality ladder's rungs, and the stream
+//!   geometry that travels with every frame so pointer, region of interest and injected input
+//!   agree at every rung.
+//! - [`title`] — what a session runs: the built-in demo ([`title::demo`], rendered in-process
+//!   on Vulkan) or a catalog program in its own [`title::sandbox`] (display, process group,
+//!   capture layer), each with its sound in the session's own sink ([`audio`]).
+//! - `input` — the per-session input path: gate, geometry, injector.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -21,15 +31,10 @@
 
 mod agent;
 pub mod audio;
-pub mod backoff;
 pub mod config;
-pub mod controls;
-pub mod ladder;
+mod input;
 pub mod media;
 pub mod metrics;
-pub mod peer;
-pub mod probe;
-pub mod sandbox;
 pub mod session;
 pub mod title;
 

@@ -109,6 +109,10 @@ struct Cli {
     /// No sound (no PulseAudio server, no audio track).
     #[arg(long)]
     no_audio: bool,
+    /// A running PulseAudio server to put session sinks on instead of starting the node's own
+    /// (e.g. `unix:/run/user/1000/pulse/native`); the node starts its own if it does not answer.
+    #[arg(long, env = "PULSE_SERVER")]
+    pulse_server: Option<String>,
 }
 
 #[tokio::main]
@@ -162,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
             max_duration: (cli.max_session > 0)
                 .then(|| std::time::Duration::from_secs(cli.max_session)),
             audio: !cli.no_audio,
+            pulse_server: cli.pulse_server.filter(|a| !a.is_empty()),
             drain_timeout: std::time::Duration::from_secs(cli.drain_timeout),
         },
     };

@@ -2,9 +2,17 @@
 //!
 //! - [`protocol`]: the JSON messages ([`protocol::ClientMsg`], [`protocol::NodeMsg`],
 //!   [`protocol::ServerMsg`]), tagged by `"type"` and versioned in the hello.
-//! - [`hub`]: which nodes are connected and which sessions exist; routes offers, answers and
-//!   ICE candidates between a session's client and node.
-//! - [`service`]: the HTTP/WebSocket service over the hub, which also serves the browser client.
+//! - [`assign`]: the Sans-IO assignment core — which live node a player lands on (RTT,
+//!   distance, load, geofence, title, GPU class); time is an argument.
+//! - [`store`]: the shared state behind every replica (registry, slot reservations with
+//!   fencing epochs and leases, nonces, catalog, session records, the bus between replicas),
+//!   in memory or in Redis.
+//! - [`service`]: the HTTP/WebSocket service — client and node connections, routing of offers,
+//!   answers and ICE candidates to the replica that holds the peer, the HTTP API — which also
+//!   serves the browser client ([`web`]).
+//! - [`token`], [`turn`], [`geo`], [`policy`], [`catalog`], [`config`], [`metrics`]: session
+//!   tokens, TURN credentials, locations, the geofence, title manifests, the configuration
+//!   file, Prometheus text.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), signaling::SignalingError> {

@@ -152,6 +152,11 @@ pub enum NodeMsg {
         session_id: String,
         /// Why, for the player and the session record.
         reason: String,
+        /// True when starting the same session again would end the same way (the title
+        /// cannot start, exits, or its picture cannot be streamed): players should not retry
+        /// on their own.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
         /// What the session carried, for the session record.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stats: Option<SessionStats>,
@@ -285,6 +290,10 @@ pub enum ServerMsg {
     SessionEnded {
         /// Why.
         reason: String,
+        /// True when trying the same session again would end the same way (see
+        /// [`NodeMsg::SessionEnded`]); the client should not retry by itself.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
     },
     /// To either side: something was refused.
     Error {

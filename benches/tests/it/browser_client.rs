@@ -9,7 +9,7 @@ use benches::e2e::INBOUND_VIDEO;
 use capture::offscreen::indicator_rgb;
 use serde_json::json;
 use server::config::NodeConfig;
-use server::controls::gamepad_key;
+use server::title::demo::gamepad_key;
 
 /// A screenshot of the page, decoded: (width, height, RGBA pixels).
 async fn screenshot(page: &mut Chromium) -> (u32, u32, Vec<u8>) {

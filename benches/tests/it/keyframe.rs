@@ -103,7 +103,7 @@ async fn pli_from_the_player_brings_an_idr() {
     media
         .register_codec(
             RTCRtpCodecParameters {
-                rtp_codec: server::peer::h264_codec(),
+                rtp_codec: stream_formats::h264_codec(),
                 payload_type: 102,
             },
             RtpCodecKind::Video,

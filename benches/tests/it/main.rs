@@ -14,3 +14,4 @@ mod predict_js;
 mod relay;
 mod support;
 mod title_picker;
+mod title_sizes;

@@ -75,7 +75,7 @@ async fn native_client_plays_the_demo_with_picture_sound_and_input() {
     config.video.height = H;
     config.video.fps = 30;
     let lab = crate::support::start(config).await;
-    let xvfb = capture::presenter::Xvfb::start_sized(1280, 800).expect("Xvfb");
+    let xvfb = capture::display::Xvfb::start_sized(1280, 800).expect("Xvfb");
     let size = format!("{W}x{H}");
     let mut client = NativeClient::launch(
         &xvfb.display,
@@ -246,7 +246,7 @@ async fn native_client_shows_node_lost_and_resumes_on_another_node() {
     // "b" sorts before "local", so the first session goes to it.
     config.node_id = "b".into();
     let doomed = lab.add_node(config).await.expect("second node");
-    let xvfb = capture::presenter::Xvfb::start_sized(1280, 800).expect("Xvfb");
+    let xvfb = capture::display::Xvfb::start_sized(1280, 800).expect("Xvfb");
     let size = format!("{W}x{H}");
     let mut client = NativeClient::launch(
         &xvfb.display,
@@ -304,7 +304,7 @@ async fn native_client_shows_node_lost_and_resumes_on_another_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_client_explains_what_went_wrong() {
-    let xvfb = capture::presenter::Xvfb::start_sized(1280, 800).expect("Xvfb");
+    let xvfb = capture::display::Xvfb::start_sized(1280, 800).expect("Xvfb");
 
     // Nothing listens where the service should be: unreachable, and it keeps trying.
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
@@ -395,7 +395,7 @@ async fn native_client_picker_then_recording_of_the_pointer() {
     config.video.fps = 30;
     config.sessions.audio = false;
     let lab = crate::support::start(config).await;
-    let xvfb = capture::presenter::Xvfb::start_sized(1280, 800).expect("Xvfb");
+    let xvfb = capture::display::Xvfb::start_sized(1280, 800).expect("Xvfb");
     // No --title: the catalog is shown and Enter plays the highlighted title.
     let mut client = NativeClient::launch(
         &xvfb.display,

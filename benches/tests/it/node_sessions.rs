@@ -9,37 +9,12 @@ use benches::chromium::{Chromium, LaunchOptions};
 use benches::e2e::INBOUND_VIDEO;
 use serde_json::Value;
 use server::config::NodeConfig;
-use signaling::config::{Config, Studio};
+
+use crate::support::{publish, studio};
 
 fn have(name: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-}
-
-fn studio() -> Config {
-    Config {
-        studios: vec![Studio {
-            name: "acme".into(),
-            key: "acme-key".into(),
-        }],
-        ..Config::default()
-    }
-}
-
-/// Publishes a command title as the studio `acme`.
-async fn publish(addr: std::net::SocketAddr, id: &str, argv: &[&str]) {
-    let manifest = serde_json::json!({
-        "id": id,
-        "name": id,
-        "launch": {"kind": "command", "argv": argv},
-    })
-    .to_string();
-    let put = format!(
-        "PUT /api/titles/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{manifest}",
-        manifest.len()
-    );
-    let reply = benches::lab::http_raw(addr, &put).await.expect("publish");
-    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
 }
 
 fn num(v: &Value, key: &str) -> f64 {

@@ -81,3 +81,30 @@ pub async fn wait_for_indicator(page: &mut benches::chromium::Chromium, want: [u
     }
     panic!("{what}: indicator never showed {want:?}; last frame {last}");
 }
+
+/// A signaling configuration with one studio, `acme` (key `acme-key`).
+pub fn studio() -> signaling::config::Config {
+    signaling::config::Config {
+        studios: vec![signaling::config::Studio {
+            name: "acme".into(),
+            key: "acme-key".into(),
+        }],
+        ..signaling::config::Config::default()
+    }
+}
+
+/// Publishes a command title as the studio `acme`.
+pub async fn publish(addr: std::net::SocketAddr, id: &str, argv: &[&str]) {
+    let manifest = serde_json::json!({
+        "id": id,
+        "name": id,
+        "launch": {"kind": "command", "argv": argv},
+    })
+    .to_string();
+    let put = format!(
+        "PUT /api/titles/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{manifest}",
+        manifest.len()
+    );
+    let reply = benches::lab::http_raw(addr, &put).await.expect("publish");
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+}

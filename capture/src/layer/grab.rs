@@ -14,7 +14,9 @@ use ash::vk;
 
 use crate::CaptureError;
 use crate::convert::{I420Converter, SourceFormat};
-use crate::vk::{Buffer, VkContext, vk_err};
+use crate::vk::{
+    Buffer, VkContext, buffer_barrier, command_buffers, image_barrier, image_copy, vk_err,
+};
 
 /// The loader's callback that makes a dispatchable object a layer creates (our command
 /// buffers) usable by the layers and driver below.
@@ -83,22 +85,12 @@ impl Grab {
             height,
             format,
         };
-        // SAFETY: valid create infos; each handle is stored in `this` as soon as it exists so
-        // Drop releases whatever was made before a failure.
+        // SAFETY: the context's queue family belongs to its device; valid create infos; each
+        // handle is stored in `this` as soon as it exists so Drop releases whatever was made
+        // before a failure.
         unsafe {
-            let info = vk::CommandPoolCreateInfo::default()
-                .queue_family_index(ctx.queue_family())
-                .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
-            this.pool = device
-                .create_command_pool(&info, None)
-                .map_err(vk_err("vkCreateCommandPool"))?;
-            let alloc = vk::CommandBufferAllocateInfo::default()
-                .command_pool(this.pool)
-                .level(vk::CommandBufferLevel::PRIMARY)
-                .command_buffer_count(2);
-            let cmds = device
-                .allocate_command_buffers(&alloc)
-                .map_err(vk_err("vkAllocateCommandBuffers"))?;
+            let (pool, cmds) = command_buffers(device, ctx.queue_family(), 2)?;
+            this.pool = pool;
             this.copy_cmd = cmds[0];
             this.convert_cmd = cmds[1];
             if let Some(set) = loader_data {
@@ -156,51 +148,28 @@ impl Grab {
         let device = self.ctx.device();
         let begin = vk::CommandBufferBeginInfo::default()
             .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
-        let range = vk::ImageSubresourceRange {
-            aspect_mask: vk::ImageAspectFlags::COLOR,
-            base_mip_level: 0,
-            level_count: 1,
-            base_array_layer: 0,
-            layer_count: 1,
-        };
-        let to_copy = [vk::ImageMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
-            .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
-            .old_layout(layout)
-            .new_layout(vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .image(image)
-            .subresource_range(range)];
-        let back = [vk::ImageMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_READ)
-            .dst_access_mask(vk::AccessFlags::empty())
-            .old_layout(vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
-            .new_layout(layout)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .image(image)
-            .subresource_range(range)];
-        let region = [vk::BufferImageCopy::default()
-            .image_subresource(vk::ImageSubresourceLayers {
-                aspect_mask: vk::ImageAspectFlags::COLOR,
-                mip_level: 0,
-                base_array_layer: 0,
-                layer_count: 1,
-            })
-            .image_extent(vk::Extent3D {
-                width: self.width,
-                height: self.height,
-                depth: 1,
-            })];
-        let to_shader = [vk::BufferMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::SHADER_READ)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .buffer(self.pixels.buffer)
-            .offset(0)
-            .size(vk::WHOLE_SIZE)];
+        let to_copy = [image_barrier(
+            image,
+            (vk::AccessFlags::MEMORY_WRITE, layout),
+            (
+                vk::AccessFlags::TRANSFER_READ,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+            ),
+        )];
+        let back = [image_barrier(
+            image,
+            (
+                vk::AccessFlags::TRANSFER_READ,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+            ),
+            (vk::AccessFlags::empty(), layout),
+        )];
+        let region = [image_copy(self.width, self.height)];
+        let to_shader = [buffer_barrier(
+            self.pixels.buffer,
+            vk::AccessFlags::TRANSFER_WRITE,
+            vk::AccessFlags::SHADER_READ,
+        )];
         let wait_stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
         let copy_cmds = [self.copy_cmd];
         let signal = [self.copied];

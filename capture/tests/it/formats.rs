@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use capture::convert::{HostConverter, SourceFormat, reference_i420};
-use capture::presenter::test_pattern;
+use capture::synthetic::test_pattern;
 use capture::vk::VkContext;
 
 fn context() -> Arc<VkContext> {

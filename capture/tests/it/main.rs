@@ -5,7 +5,7 @@ mod formats;
 use capture::convert::{rgb_to_ycbcr, ycbcr_to_rgb};
 use capture::offscreen::{DemoRenderer, DemoSource, swatch_rect, swatch_rgb};
 use capture::{Frame, PixelFormat, Source};
-use client::latency_code::{CodeRow, read_luma_plane};
+use stream_formats::latency_code::{CodeRow, read_luma_plane};
 
 fn renderer(w: u32, h: u32) -> DemoRenderer {
     DemoRenderer::new(w, h).expect("a Vulkan device (install mesa-vulkan-drivers for lavapipe)")

@@ -4,14 +4,19 @@
 //! Keys the client keeps for itself (not sent to the game): F2 stats overlay, F3 pointer lock
 //! (relative mouse for games), F9 start/stop recording a pointer trace, F11 fullscreen; on the
 //! picker, arrows and Enter; on a problem screen, Enter tries again and Esc quits.
+//!
+//! Rooms: this file holds the window's state and its event handling; [`render`] draws it;
+//! [`report`] writes the pointer recordings and the JSON report.
+
+mod render;
+mod report;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use input::{Horizon, MouseButton as WireButton, TouchPhase, Trace};
+use input::{Horizon, MouseButton as WireButton, TouchPhase};
 use tokio::sync::watch;
 use winit::application::ApplicationHandler;
 use winit::dpi::{PhysicalPosition, PhysicalSize};
@@ -21,14 +26,16 @@ use winit::keyboard::{KeyCode, PhysicalKey};
 use winit::window::{CursorGrabMode, Fullscreen, Window, WindowId};
 
 use crate::audio::AudioOut;
-use crate::controller::{self, Screen, Shared};
+use crate::controller::{self, ClientState, Screen};
 use crate::depacketize::AccessUnit;
-use crate::draw::{blit, draw_cursor, panel, ui_scale};
-use crate::font::{CELL_H, Canvas, text_width};
+use crate::draw::ui_scale;
+use crate::font::CELL_H;
 use crate::input_map::{InputMapper, Letterbox, key_code};
-use crate::measure::{Measure, epoch_ms_now, percentile};
+use crate::measure::Measure;
 use crate::session::{MediaSink, SessionOptions};
 use crate::video::{DecodedFrame, RecoveringDecoder};
+use render::{PICKER_GAP, PICKER_TOP};
+use report::Recording;
 
 /// How the client runs.
 #[derive(Debug, Clone)]
@@ -94,7 +101,7 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
         .build()
         .context("start the async runtime")?;
     let wake_proxy = proxy.clone();
-    let shared = Shared::new(move || {
+    let shared = ClientState::new(move || {
         let _ = wake_proxy.send_event(Wake::Redraw);
     });
     let latest: Arc<Mutex<Option<DecodedFrame>>> = Arc::default();
@@ -208,28 +215,11 @@ pub fn run(options: ClientOptions) -> anyhow::Result<()> {
     }
 }
 
-/// A pointer trace being recorded.
-struct Recording {
-    trace: Trace,
-    started: Instant,
-}
-
-impl Recording {
-    fn new() -> Self {
-        let mut trace = Trace::default();
-        trace.meta.source = "stratus-client pointer recording".into();
-        Recording {
-            trace,
-            started: Instant::now(),
-        }
-    }
-}
-
 type Surface = softbuffer::Surface<Arc<Window>, Arc<Window>>;
 
 struct App {
     options: ClientOptions,
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     sink: Option<Arc<Sink>>,
     decoder_name: String,
     latest: Arc<Mutex<Option<DecodedFrame>>>,
@@ -299,38 +289,6 @@ impl App {
             window.set_cursor_visible(true);
         }
         self.locked = lock;
-    }
-
-    fn save_recording(&mut self) {
-        let Some(rec) = self.recording.take() else {
-            return;
-        };
-        if rec.trace.samples.is_empty() {
-            return;
-        }
-        let dir = self
-            .options
-            .record
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("."));
-        let path = dir.join(format!(
-            "pointer-{}.trace",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0)
-        ));
-        let mut text = String::new();
-        if rec.trace.write(&mut text).is_ok() {
-            match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text)) {
-                Ok(()) => tracing::info!(
-                    "saved {} pointer samples to {}",
-                    rec.trace.samples.len(),
-                    path.display()
-                ),
-                Err(e) => tracing::error!("cannot save the recording to {}: {e}", path.display()),
-            }
-        }
     }
 
     fn key(&mut self, event_loop: &ActiveEventLoop, code: KeyCode, down: bool, repeat: bool) {
@@ -413,267 +371,6 @@ impl App {
     fn redraw(&self) {
         if let Some(w) = &self.window {
             w.request_redraw();
-        }
-    }
-
-    fn draw(&mut self) -> anyhow::Result<()> {
-        let lines = if self.show_stats {
-            self.stats_lines()
-        } else {
-            Vec::new()
-        };
-        let (Some(window), Some(surface)) = (self.window.clone(), self.surface.as_mut()) else {
-            return Ok(());
-        };
-        let size = window.inner_size();
-        let (Some(w), Some(h)) = (
-            std::num::NonZeroU32::new(size.width),
-            std::num::NonZeroU32::new(size.height),
-        ) else {
-            return Ok(());
-        };
-        surface
-            .resize(w, h)
-            .map_err(|e| anyhow::anyhow!("resize the window buffer: {e}"))?;
-        let fresh = self.latest.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let new_frame = fresh.is_some();
-        if let Some(f) = fresh {
-            self.current = Some(f);
-        }
-        let screen = self.shared.screen();
-        let mut buffer = surface
-            .buffer_mut()
-            .map_err(|e| anyhow::anyhow!("the window buffer: {e}"))?;
-        let (ww, wh) = (w.get() as usize, h.get() as usize);
-        // Text and marks grow with the display's scale factor (HiDPI).
-        let ui = ui_scale(window.scale_factor());
-        let mut canvas = Canvas {
-            pixels: &mut buffer,
-            width: ww,
-            height: wh,
-        };
-        let show_picture = matches!(screen, Screen::Playing | Screen::Problem { .. });
-        match (&self.current, show_picture) {
-            (Some(frame), true) => {
-                let lb = Letterbox::fit((w.get(), h.get()), (frame.width, frame.height));
-                self.letterbox = Some(lb);
-                blit(&mut canvas, frame, &lb);
-            }
-            _ => canvas.fill(0, 0, ww, wh, 0x0010_1418),
-        }
-        match &screen {
-            Screen::Playing => {
-                if !self.locked
-                    && let (Some(lb), Some((px, py))) = (self.letterbox, self.mapper.predicted)
-                    && self.cursor.is_some()
-                {
-                    let (cx, cy) = lb.to_window(px, py);
-                    draw_cursor(&mut canvas, cx, cy, ui);
-                }
-            }
-            Screen::Picker { titles, selected } => {
-                let scale = 3 * ui;
-                let (left, mut y) = (60 * ui, PICKER_TOP * ui);
-                canvas.text(left, y, "Stratus — pick a game", scale, 0x00ff_ffff);
-                y += CELL_H * scale * 2;
-                for (i, (id, name)) in titles.iter().enumerate() {
-                    let colour = if i == *selected {
-                        0x00ff_d040
-                    } else {
-                        0x00c0_c0c0
-                    };
-                    let marker = if i == *selected { ">" } else { " " };
-                    canvas.text(left, y, &format!("{marker} {name} ({id})"), scale, colour);
-                    y += (CELL_H * 3 + PICKER_GAP) * ui;
-                }
-                canvas.text(
-                    left,
-                    y + 20 * ui,
-                    "Up/Down, Enter to play",
-                    2 * ui,
-                    0x0080_8080,
-                );
-            }
-            Screen::Connecting(what) => {
-                panel(&mut canvas, "Connecting", what, None, ui);
-            }
-            Screen::Problem {
-                problem,
-                detail,
-                retry_at,
-            } => {
-                let countdown = retry_at.map(|at| {
-                    let left = at.saturating_duration_since(Instant::now());
-                    format!("Reconnecting in {} s", left.as_secs_f64().ceil() as u64)
-                });
-                canvas.shade(0, 0, ww, wh);
-                panel(
-                    &mut canvas,
-                    problem.headline(),
-                    detail,
-                    countdown.as_deref(),
-                    ui,
-                );
-            }
-        }
-        if !lines.is_empty() {
-            let text = 2 * ui;
-            let height = lines.len() * CELL_H * text + 16 * ui;
-            let width = lines.iter().map(|l| text_width(l, text)).max().unwrap_or(0) + 16 * ui;
-            canvas.shade(ww.saturating_sub(width + 8 * ui), 8 * ui, width, height);
-            for (i, l) in lines.iter().enumerate() {
-                canvas.text(
-                    ww.saturating_sub(width),
-                    16 * ui + i * CELL_H * text,
-                    l,
-                    text,
-                    0x00e0_ffe0,
-                );
-            }
-        }
-        buffer
-            .present()
-            .map_err(|e| anyhow::anyhow!("present: {e}"))?;
-        if new_frame
-            && matches!(screen, Screen::Playing)
-            && let Some(frame) = &self.current
-        {
-            let presented_epoch_ms = epoch_ms_now();
-            let now = Instant::now();
-            if self.first_frame.is_none() {
-                self.first_frame = Some(now.duration_since(self.launched));
-                tracing::info!(
-                    "first picture {:?} after start",
-                    now.duration_since(self.launched)
-                );
-            }
-            let measure = &mut self.measure;
-            frame.with_pixels(|px| {
-                measure.presented(
-                    px,
-                    frame.stride,
-                    frame.height as usize,
-                    frame.decode,
-                    frame.decoded_at,
-                    presented_epoch_ms,
-                    now,
-                )
-            });
-        }
-        Ok(())
-    }
-
-    fn stats_lines(&self) -> Vec<String> {
-        let c = &self.shared.counters;
-        let m = &self.measure;
-        let recent = |q: &std::collections::VecDeque<f64>| {
-            percentile(q.iter().rev().take(120).copied(), 50.0)
-        };
-        let bitrate_kbps = self.bitrate_kbps();
-        let packets = c.video_packets.load(Ordering::Relaxed);
-        let lost = c.lost_packets.load(Ordering::Relaxed);
-        let loss = if packets + lost > 0 {
-            100.0 * lost as f64 / (packets + lost) as f64
-        } else {
-            0.0
-        };
-        let mut lines = vec![
-            format!("fps {}", m.fps()),
-            format!("bitrate {:.0} kbit/s", bitrate_kbps),
-            format!(
-                "rtt {:.1} ms",
-                c.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0
-            ),
-            format!("loss {loss:.2}% ({lost})"),
-            format!(
-                "decode {:.1} ms ({})",
-                recent(&m.decode_ms),
-                self.decoder_name
-            ),
-            format!("glass-to-glass {:.1} ms", recent(&m.g2g_ms)),
-        ];
-        if let Some(session) = self.shared.session() {
-            lines.push(format!("node {}", session.node_id()));
-        }
-        if self.recording.is_some() {
-            lines.push("recording pointer (F9 to save)".into());
-        }
-        lines
-    }
-
-    /// Video bitrate over the last second or so (since the previous sample a second old).
-    fn bitrate_kbps(&self) -> f64 {
-        let bytes = self.shared.counters.video_bytes.load(Ordering::Relaxed);
-        let (then, then_bytes) = self.rate_mark.get();
-        let secs = then.elapsed().as_secs_f64();
-        if secs >= 1.0 {
-            self.rate_mark.set((Instant::now(), bytes));
-            self.last_rate
-                .set(bytes.saturating_sub(then_bytes) as f64 * 8.0 / secs / 1000.0);
-        }
-        self.last_rate.get()
-    }
-
-    fn write_report(&self) {
-        let Some(path) = &self.options.report else {
-            return;
-        };
-        let c = &self.shared.counters;
-        let m = &self.measure;
-        let screen = self.shared.screen();
-        let (problem, detail) = match &screen {
-            Screen::Problem {
-                problem, detail, ..
-            } => (Some(problem.name()), Some(detail.clone())),
-            _ => (None, None),
-        };
-        let session = self.shared.session();
-        let audio = self.sink.as_ref().map(|s| s.audio.level());
-        let window = self
-            .window
-            .as_ref()
-            .map(|w| (w.inner_size().width, w.inner_size().height));
-        let frame = self.current.as_ref().map(|f| (f.width, f.height));
-        let report = serde_json::json!({
-            "screen": screen.name(),
-            "problem": problem,
-            "detail": detail,
-            "session_id": session.as_ref().map(|s| s.session_id().to_owned()),
-            "node_id": session.as_ref().map(|s| s.node_id().to_owned()),
-            "reconnects": self.shared.reconnects.load(Ordering::Relaxed),
-            "decoder": self.decoder_name,
-            "window": window,
-            "frame": frame,
-            "frames_presented": m.presented,
-            "first_frame_ms": self.first_frame.map(|d| d.as_secs_f64() * 1000.0),
-            "fps": m.fps(),
-            "last_frame_id": m.last_frame_id,
-            "glass_to_glass_ms": m.g2g_ms,
-            "decode_ms": m.decode_ms,
-            "client_ms": m.client_ms,
-            "input_to_photon_ms": m.i2p_ms,
-            "video_packets": c.video_packets.load(Ordering::Relaxed),
-            "video_bytes": c.video_bytes.load(Ordering::Relaxed),
-            "lost_packets": c.lost_packets.load(Ordering::Relaxed),
-            "keyframe_requests": c.keyframe_requests.load(Ordering::Relaxed),
-            "units": c.units.load(Ordering::Relaxed),
-            "audio_packets": c.audio_packets.load(Ordering::Relaxed),
-            "audio": audio.map(|a| serde_json::json!({
-                "packets": a.packets, "bad_packets": a.bad_packets, "samples": a.samples,
-                "peak": a.peak, "rms": a.rms,
-            })),
-            "audio_output": self.sink.as_ref().map(|s| s.audio.silent_because().map_or("playing".to_owned(), str::to_owned)),
-            "input_sent": c.input_sent.load(Ordering::Relaxed),
-            "input_dropped": c.input_dropped.load(Ordering::Relaxed),
-            "rtt_ms": c.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0,
-            "stats_overlay": self.show_stats,
-            "pointer_locked": self.locked,
-        });
-        let tmp = path.with_extension("tmp");
-        let written =
-            std::fs::write(&tmp, report.to_string()).and_then(|_| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            tracing::warn!("cannot write the report to {}: {e}", path.display());
         }
     }
 }
@@ -876,7 +573,3 @@ fn wire_button(b: MouseButton) -> Option<WireButton> {
         MouseButton::Other(_) => return None,
     })
 }
-
-/// Where the picker's heading starts, and the gap between its rows, at scale factor 1.
-const PICKER_TOP: usize = 60;
-const PICKER_GAP: usize = 8;

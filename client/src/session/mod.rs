@@ -1,42 +1,41 @@
-//! One play session from the client's side: a session token, the signaling WebSocket (hello,
-//! welcome, offer, answer, trickled ICE), and a webrtc-rs peer connection that receives the
-//! node's H.264 and Opus tracks and sends input on the `input` data channel.
+//! One play session from the player's side — the one session the native client, the checker
+//! and every test player use: a session token, the signaling WebSocket (hello, welcome,
+//! offer, answer, trickled ICE), and a webrtc-rs peer connection that receives the node's
+//! H.264 and Opus tracks and sends input on the `input` data channel.
 //!
-//! Video packets are depacketised here ([`crate::depacketize`]) and whole access units handed
-//! to a [`MediaSink`]; audio payloads go to it as they arrive. When a unit is lost the session
-//! asks the node for a keyframe (RTCP PLI, at most one per [`PLI_INTERVAL`]) instead of asking
-//! for every missing packet again: webrtc-rs's NACK generator repeats its requests every
-//! 100 ms, a storm that over a congested link starves new frames.
+//! Rooms: [`signaling`] (catalog, token, the WebSocket and the task that relays negotiation
+//! for the session's life), `negotiation` (the Sans-IO order of offer, answer and candidates:
+//! an answer that arrives before our own local description is held until it is applied),
+//! `peer` (the peer connection, its events, the track readers), `input` (the data channel).
+//!
+//! Video packets are depacketised ([`crate::depacketize`]) and whole access units handed to a
+//! [`MediaSink`]; audio payloads go to it as they arrive, and every RTP packet passes its
+//! [`MediaSink::rtp`] hook first. When a unit is lost the session asks the node for a keyframe
+//! (RTCP PLI, at most one per [`PLI_INTERVAL`]) instead of asking for every missing packet
+//! again: webrtc-rs's NACK generator repeats its requests every 100 ms, a storm that over a
+//! congested link starves new frames. Test players may switch NACK on and keyframe requests
+//! off ([`SessionOptions`]), and send the media through a relay ([`MediaRoute`]).
+
+mod input;
+mod negotiation;
+mod peer;
+pub mod signaling;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use ::signaling::protocol::ClientMsg;
 use rtc::data_channel::RTCDataChannelInit;
-use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_twcc_receiver_only,
-};
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use signaling::protocol::{ClientMsg, ErrorCode, IceCandidate, PROTOCOL_VERSION, ServerMsg};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSessionDescription, StatsSelector,
-};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, StatsSelector};
 
-use crate::depacketize::{AccessUnit, Depacketizer};
-use crate::http;
+use crate::depacketize::AccessUnit;
+pub use signaling::{fetch_catalog, percent_encode};
 
 /// Keyframe requests are at most this frequent.
 pub const PLI_INTERVAL: Duration = Duration::from_millis(300);
@@ -48,6 +47,20 @@ pub trait MediaSink: Send + Sync + 'static {
     fn video(&self, unit: AccessUnit, arrived: Instant) -> bool;
     /// One Opus packet's payload.
     fn audio(&self, payload: &[u8]);
+    /// Every RTP packet as it arrives, before anything else sees it (`video` says which
+    /// track). For instruments; does nothing by default.
+    fn rtp(&self, video: bool, header: &rtc::rtp::Header, payload_len: usize, arrived: Instant) {
+        let _ = (video, header, payload_len, arrived);
+    }
+}
+
+/// Sends the session's media through a relay between the player and the node (an impairment
+/// lab, a shaper): the node's answer is rewritten so its candidates point at the relay, our
+/// own candidates are not sent and the node's trickled ones are ignored, so the only path
+/// between the two is the relay's.
+pub trait MediaRoute: Send + Sync + std::fmt::Debug + 'static {
+    /// The node's answer as our peer connection should see it.
+    fn answer(&self, sdp: &str) -> String;
 }
 
 /// How to reach the service and what to ask for.
@@ -64,10 +77,19 @@ pub struct SessionOptions {
     /// A session token obtained elsewhere (an identity provider in front of the service);
     /// without one the client asks `POST /api/token`, which a demo service answers.
     pub token: Option<String>,
+    /// Receive the title's sound (a recvonly Opus transceiver). On by default.
+    pub audio: bool,
+    /// Ask for lost packets again (NACK). Off by default (see the module docs).
+    pub nack: bool,
+    /// Ask for a keyframe when a unit was lost or the sink asks. On by default.
+    pub keyframe_requests: bool,
+    /// Send all media through this relay.
+    pub route: Option<Arc<dyn MediaRoute>>,
 }
 
 impl SessionOptions {
-    /// Options for `signaling` with the defaults: loopback candidates, 15 s steps.
+    /// Options for `signaling` with the defaults: loopback candidates, 15 s steps, sound,
+    /// keyframe requests and no NACK.
     pub fn new(signaling: SocketAddr) -> Self {
         Self {
             signaling,
@@ -75,6 +97,10 @@ impl SessionOptions {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             step_timeout: Duration::from_secs(15),
             token: None,
+            audio: true,
+            nack: false,
+            keyframe_requests: true,
+            route: None,
         }
     }
 }
@@ -109,77 +135,6 @@ impl ConnectError {
     }
 }
 
-/// Titles in the service's catalog: `(id, name)`.
-pub async fn fetch_catalog(
-    signaling: SocketAddr,
-    limit: Duration,
-) -> Result<Vec<(String, String)>, ConnectError> {
-    let r = http::request(signaling, "GET", "/api/titles", None, limit)
-        .await
-        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-    if r.status != 200 {
-        return Err(ConnectError::Refused(format!(
-            "GET /api/titles: {} {}",
-            r.status, r.body
-        )));
-    }
-    let json: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| {
-        ConnectError::Refused(format!("GET /api/titles: the body is not JSON ({e})"))
-    })?;
-    let list = json
-        .get("titles")
-        .and_then(|t| t.as_array())
-        .or_else(|| json.as_array())
-        .cloned()
-        .unwrap_or_default();
-    Ok(list
-        .iter()
-        .filter_map(|t| {
-            let id = t.get("id")?.as_str()?.to_owned();
-            let name = t
-                .get("name")
-                .and_then(|n| n.as_str())
-                .unwrap_or(&id)
-                .to_owned();
-            Some((id, name))
-        })
-        .collect())
-}
-
-/// `POST /api/token` as the signaling service documents it.
-async fn fetch_token(options: &SessionOptions) -> Result<String, ConnectError> {
-    let body = match &options.title {
-        Some(t) => serde_json::json!({ "title": t }),
-        None => serde_json::json!({}),
-    }
-    .to_string();
-    let r = http::request(
-        options.signaling,
-        "POST",
-        "/api/token",
-        Some(&body),
-        options.step_timeout,
-    )
-    .await
-    .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-    match r.status {
-        200 => {}
-        401 | 403 => return Err(ConnectError::AuthRefused(r.body)),
-        s => {
-            return Err(ConnectError::Refused(format!(
-                "POST /api/token: {s} {}",
-                r.body
-            )));
-        }
-    }
-    let json: serde_json::Value = serde_json::from_str(&r.body)
-        .map_err(|e| ConnectError::Refused(format!("POST /api/token: not JSON ({e})")))?;
-    json["token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ConnectError::Refused(format!("POST /api/token: no token in {json}")))
-}
-
 /// Counters the overlay and the reports read.
 #[derive(Debug, Default)]
 pub struct SessionCounters {
@@ -203,24 +158,34 @@ pub struct SessionCounters {
     pub rtt_us: AtomicU64,
 }
 
-/// State the peer connection's handler and tasks share with the [`Session`].
-struct Shared {
+/// What the peer connection's handler and the session's tasks share with the [`Session`].
+struct SessionState {
     counters: Arc<SessionCounters>,
     sink: Arc<dyn MediaSink>,
     state: watch::Sender<RTCPeerConnectionState>,
     outbound: mpsc::UnboundedSender<ClientMsg>,
     mid: OnceLock<String>,
+    keyframe_requests: bool,
+    route: Option<Arc<dyn MediaRoute>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Why the session ended, once it has.
     ended: watch::Sender<Option<String>>,
+    /// The node said starting the session again would end the same way.
+    permanent: std::sync::atomic::AtomicBool,
 }
 
-impl Shared {
+impl SessionState {
     fn spawn(&self, task: JoinHandle<()>) {
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(task);
+    }
+
+    /// Ends the session for a reason that trying again would meet again.
+    fn end_for_good(&self, why: impl Into<String>) {
+        self.permanent.store(true, Ordering::Relaxed);
+        self.end(why);
     }
 
     fn end(&self, why: impl Into<String>) {
@@ -236,106 +201,18 @@ impl Shared {
     }
 }
 
-struct Handler(Arc<Shared>);
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        let Ok(init) = event.candidate.to_json() else {
-            return;
-        };
-        if init.candidate.trim_start_matches("candidate:").is_empty() {
-            return;
-        }
-        // `to_json` leaves the mid empty; with BUNDLE every section shares the first one's
-        // transport, as the page's candidates say.
-        let mid = self.0.mid.get().cloned().unwrap_or_else(|| "0".to_owned());
-        let _ = self.0.outbound.send(ClientMsg::Ice {
-            candidate: IceCandidate {
-                candidate: init.candidate,
-                sdp_mid: Some(mid),
-                sdp_mline_index: Some(0),
-            },
-        });
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        tracing::debug!(%state, "peer connection state");
-        let _ = self.0.state.send(state);
-        match state {
-            RTCPeerConnectionState::Failed => self.0.end("the connection to the node failed"),
-            RTCPeerConnectionState::Disconnected => {
-                self.0.end("the connection to the node was lost")
-            }
-            _ => {}
-        }
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let shared = self.0.clone();
-        self.0.spawn(tokio::spawn(read_track(track, shared)));
-    }
-}
-
-/// Reads one remote track until it ends.
-async fn read_track(track: Arc<dyn TrackRemote>, shared: Arc<Shared>) {
-    let video = track.kind().await == RtpCodecKind::Video;
-    let c = &shared.counters;
-    let mut depacketizer = Depacketizer::new();
-    let mut last_pli: Option<Instant> = None;
-    let mut lost_seen = 0;
-    while let Some(event) = track.poll().await {
-        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
-            continue;
-        };
-        if !video {
-            c.audio_packets.fetch_add(1, Ordering::Relaxed);
-            shared.sink.audio(&packet.payload);
-            continue;
-        }
-        c.video_packets.fetch_add(1, Ordering::Relaxed);
-        c.video_bytes
-            .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
-        let h = &packet.header;
-        let pushed = depacketizer.push(h.sequence_number, h.timestamp, h.marker, &packet.payload);
-        let lost = depacketizer.stats().lost_packets;
-        if lost != lost_seen {
-            c.lost_packets
-                .fetch_add(lost - lost_seen, Ordering::Relaxed);
-            lost_seen = lost;
-        }
-        let mut want_keyframe = pushed.request_keyframe;
-        for unit in pushed.units {
-            c.units.fetch_add(1, Ordering::Relaxed);
-            want_keyframe |= shared.sink.video(unit, Instant::now());
-        }
-        if want_keyframe && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
-            last_pli = Some(Instant::now());
-            c.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-            let pli = PictureLossIndication {
-                sender_ssrc: 1,
-                media_ssrc: h.ssrc,
-            };
-            if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
-                tracing::debug!("cannot send a keyframe request: {e}");
-            }
-        }
-    }
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// A session in progress. Dropping it tears everything down; [`Session::close`] says goodbye
 /// first.
 pub struct Session {
     pc: Arc<dyn PeerConnection>,
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     session_id: String,
     node_id: String,
     signaling: Option<JoinHandle<()>>,
     input: mpsc::UnboundedSender<Vec<u8>>,
     ended: watch::Receiver<Option<String>>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+    connected_at: Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -343,6 +220,7 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("session_id", &self.session_id)
             .field("node_id", &self.node_id)
+            .field("state", &self.state())
             .finish_non_exhaustive()
     }
 }
@@ -358,73 +236,49 @@ impl Session {
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Session, ConnectError> {
         let limit = options.step_timeout;
-        let addr = options.signaling;
-        progress(format!("signing in at {addr}"));
-        let token = match &options.token {
-            Some(t) => t.clone(),
-            None => fetch_token(options).await?,
-        };
-        let url = format!("ws://{addr}/ws?token={}", percent_encode(&token));
-        let (mut ws, _) = tokio::time::timeout(limit, tokio_tungstenite::connect_async(&url))
-            .await
-            .map_err(|_| ConnectError::Unreachable(format!("no WebSocket within {limit:?}")))?
-            .map_err(|e| match &e {
-                tokio_tungstenite::tungstenite::Error::Http(r)
-                    if matches!(r.status().as_u16(), 401 | 403) =>
-                {
-                    ConnectError::AuthRefused(format!("the WebSocket upgrade: {}", r.status()))
-                }
-                _ => ConnectError::Unreachable(format!("the WebSocket: {e}")),
-            })?;
-        let hello = ClientMsg::Hello {
-            version: PROTOCOL_VERSION,
-            title: options.title.clone(),
-            rtt_ms: Default::default(),
-        };
-        ws.send(text(&hello))
-            .await
-            .map_err(|e| ConnectError::Unreachable(format!("send the hello: {e}")))?;
-        progress("waiting for a node".into());
-        let (session_id, node_id, ice_servers) = match next_msg(&mut ws, limit).await? {
-            ServerMsg::Welcome {
-                session_id,
-                node_id,
-                ice_servers,
-                ..
-            } => (session_id, node_id, ice_servers),
-            ServerMsg::Error { code, message } => return Err(refusal(code, message)),
-            other => {
-                return Err(ConnectError::Refused(format!(
-                    "expected a welcome, got {other:?}"
-                )));
-            }
-        };
+        progress(format!("signing in at {}", options.signaling));
+        let welcome = signaling::sign_in(options).await?;
+        let (session_id, node_id) = (welcome.session_id, welcome.node_id);
         tracing::info!(%session_id, %node_id, "session assigned");
         progress(format!("connecting to node {node_id}"));
 
         let (outbound, outbound_rx) = mpsc::unbounded_channel();
-        let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
+        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (ended_tx, ended) = watch::channel(None);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SessionState {
             counters,
             sink,
             state: state_tx,
             outbound: outbound.clone(),
             mid: OnceLock::new(),
+            keyframe_requests: options.keyframe_requests,
+            route: options.route.clone(),
             tasks: Mutex::new(Vec::new()),
             ended: ended_tx,
+            permanent: std::sync::atomic::AtomicBool::new(false),
         });
         let failed =
             |what: &str, e: &dyn std::fmt::Display| ConnectError::Failed(format!("{what}: {e}"));
-        let pc = build_peer(options.bind_ip, ice_servers, Handler(shared.clone()))
-            .await
-            .map_err(|e| failed("build the peer connection", &e))?;
+        let pc = peer::build(
+            options.bind_ip,
+            options.audio,
+            options.nack,
+            welcome.ice_servers,
+            peer::PeerHandler(shared.clone()),
+        )
+        .await
+        .map_err(|e| failed("build the peer connection", &e))?;
         let init = |direction| RTCRtpTransceiverInit {
             direction,
             streams: vec![],
             send_encodings: vec![],
         };
-        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        let kinds: &[RtpCodecKind] = if options.audio {
+            &[RtpCodecKind::Video, RtpCodecKind::Audio]
+        } else {
+            &[RtpCodecKind::Video]
+        };
+        for &kind in kinds {
             pc.add_transceiver_from_kind(kind, Some(init(RTCRtpTransceiverDirection::Recvonly)))
                 .await
                 .map_err(|e| failed("add a transceiver", &e))?;
@@ -441,7 +295,7 @@ impl Session {
             .await
             .map_err(|e| failed("create the input channel", &e))?;
         let (input, input_rx) = mpsc::unbounded_channel();
-        shared.spawn(tokio::spawn(run_input(
+        shared.spawn(tokio::spawn(input::run(
             channel,
             input_rx,
             shared.counters.clone(),
@@ -458,45 +312,63 @@ impl Session {
             .trim()
             .to_owned();
         let _ = shared.mid.set(mid);
-        // The offer goes out before any candidate: both take the same queue.
+        // The offer goes out at once, before any candidate (both take the same queue, and
+        // candidates appear only once the local description is set); the relay task holds
+        // the answer until `local_applied` says our offer is in place.
         let _ = outbound.send(ClientMsg::Offer {
             sdp: offer.sdp.clone(),
         });
+        let (local_tx, local_applied) = watch::channel(false);
         let (answered_tx, mut answered) = mpsc::channel(1);
-        let signaling = tokio::spawn(run_signaling(
-            ws,
-            outbound_rx,
-            pc.clone(),
-            shared.clone(),
-            answered_tx,
-        ));
+        let relay = signaling::Relay {
+            ws: welcome.ws,
+            outbound: outbound_rx,
+            pc: pc.clone(),
+            state: shared.clone(),
+            local_applied,
+            answered: answered_tx,
+        };
         let session = Session {
             pc: pc.clone(),
             shared,
             session_id,
             node_id,
-            signaling: Some(signaling),
+            signaling: Some(tokio::spawn(signaling::run(relay))),
             input,
             ended,
+            state,
+            connected_at: Instant::now(),
         };
         pc.set_local_description(offer)
             .await
             .map_err(|e| failed("apply the offer", &e))?;
+        let _ = local_tx.send(true);
+        session.wait_answer(&mut answered, limit).await?;
+        let mut session = session;
+        session.wait_connected(limit).await?;
+        session.connected_at = Instant::now();
+        Ok(session)
+    }
+
+    async fn wait_answer(
+        &self,
+        answered: &mut mpsc::Receiver<Result<(), ConnectError>>,
+        limit: Duration,
+    ) -> Result<(), ConnectError> {
         match tokio::time::timeout(limit, answered.recv()).await {
-            Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(e))) => return Err(e),
-            Ok(None) => {
-                return Err(ConnectError::Failed(
-                    "signaling went away before the answer".into(),
-                ));
-            }
-            Err(_) => {
-                return Err(ConnectError::Failed(format!(
-                    "node {} did not answer within {limit:?}",
-                    session.node_id
-                )));
-            }
+            Ok(Some(result)) => result,
+            Ok(None) => Err(ConnectError::Failed(
+                "signaling went away before the answer".into(),
+            )),
+            Err(_) => Err(ConnectError::Failed(format!(
+                "node {} did not answer within {limit:?}",
+                self.node_id
+            ))),
         }
+    }
+
+    async fn wait_connected(&self, limit: Duration) -> Result<(), ConnectError> {
+        let mut state = self.state.clone();
         let wait = state.wait_for(|s| {
             matches!(
                 s,
@@ -505,26 +377,37 @@ impl Session {
                     | RTCPeerConnectionState::Closed
             )
         });
-        match tokio::time::timeout(limit, wait).await {
-            Ok(Ok(s)) if *s == RTCPeerConnectionState::Connected => {}
-            Ok(Ok(s)) => {
-                return Err(ConnectError::Failed(format!(
-                    "the connection to node {} is {}",
-                    session.node_id, *s
-                )));
+        let reached = match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(s)) => *s,
+            Ok(Err(_)) => {
+                return Err(ConnectError::Failed("the peer connection went away".into()));
             }
-            Ok(Err(_)) => return Err(ConnectError::Failed("the peer connection went away".into())),
             Err(_) => {
                 return Err(ConnectError::Failed(format!(
-                    "no connection to node {} within {limit:?}",
-                    session.node_id
+                    "no connection to node {} within {limit:?} (state {}){}",
+                    self.node_id,
+                    self.state(),
+                    self.ended_note()
                 )));
             }
+        };
+        if reached != RTCPeerConnectionState::Connected {
+            return Err(ConnectError::Failed(format!(
+                "the connection to node {} is {reached}{}",
+                self.node_id,
+                self.ended_note()
+            )));
         }
-        if let Some(why) = session.ended() {
-            return Err(ConnectError::Failed(why));
+        match self.ended() {
+            Some(why) => Err(ConnectError::Failed(why)),
+            None => Ok(()),
         }
-        Ok(session)
+    }
+
+    fn ended_note(&self) -> String {
+        self.ended()
+            .map(|r| format!("; the session ended: {r}"))
+            .unwrap_or_default()
     }
 
     /// The session's id.
@@ -535,6 +418,21 @@ impl Session {
     /// The node serving it.
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The peer connection's state.
+    pub fn state(&self) -> RTCPeerConnectionState {
+        *self.state.borrow()
+    }
+
+    /// When the peer connection reached `connected`.
+    pub fn connected_at(&self) -> Instant {
+        self.connected_at
+    }
+
+    /// The session's counters.
+    pub fn counters(&self) -> &SessionCounters {
+        &self.shared.counters
     }
 
     /// Queues one input datagram for the data channel; never blocks.
@@ -550,6 +448,13 @@ impl Session {
     /// Why the session ended, if it has.
     pub fn ended(&self) -> Option<String> {
         self.ended.borrow().clone()
+    }
+
+    /// True when the node said that starting the same session again would end the same way
+    /// (the title cannot start or exited, its picture cannot be streamed, the time limit):
+    /// the player decides whether to try again, not the client.
+    pub fn ended_for_good(&self) -> bool {
+        self.shared.permanent.load(Ordering::Relaxed)
     }
 
     /// Resolves with the reason when the session ends (the node or signaling ended it, or the
@@ -617,273 +522,5 @@ impl Drop for Session {
                 let _ = tokio::time::timeout(Duration::from_secs(3), pc.close()).await;
             });
         }
-    }
-}
-
-/// Sends queued input once the channel is open; input queued before that is dropped (the
-/// game has not started showing anything the player could react to).
-async fn run_input(
-    channel: Arc<dyn DataChannel>,
-    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
-    counters: Arc<SessionCounters>,
-) {
-    let mut open = false;
-    loop {
-        tokio::select! {
-            event = channel.poll() => match event {
-                Some(DataChannelEvent::OnOpen) => open = true,
-                Some(DataChannelEvent::OnClose) | None => break,
-                Some(_) => {}
-            },
-            datagram = queue.recv() => {
-                let Some(datagram) = datagram else { break };
-                if !open {
-                    counters.input_dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                match channel.send(bytes::BytesMut::from(&datagram[..])).await {
-                    Ok(()) => counters.input_sent.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        tracing::debug!("input not sent: {e}");
-                        counters.input_dropped.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }
-    }
-}
-
-/// A refusal from signaling as the error the player sees.
-fn refusal(code: ErrorCode, message: String) -> ConnectError {
-    match code {
-        ErrorCode::NoNodeAvailable | ErrorCode::Unavailable => ConnectError::NoNode(message),
-        ErrorCode::Forbidden => ConnectError::AuthRefused(message),
-        ErrorCode::NodeLost => ConnectError::Failed(message),
-        _ => ConnectError::Refused(format!("{code:?}: {message}")),
-    }
-}
-
-/// The next message from signaling within `limit`.
-async fn next_msg(ws: &mut Ws, limit: Duration) -> Result<ServerMsg, ConnectError> {
-    let read = async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    return signaling::protocol::parse::<ServerMsg>(&t)
-                        .map_err(|e| ConnectError::Refused(format!("signaling sent {t:?}: {e}")));
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(ConnectError::Unreachable(format!(
-                        "signaling closed the WebSocket: {frame:?}"
-                    )));
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => {
-                    return Err(ConnectError::Unreachable(format!(
-                        "the signaling WebSocket failed: {e}"
-                    )));
-                }
-                None => {
-                    return Err(ConnectError::Unreachable(
-                        "signaling closed the WebSocket".into(),
-                    ));
-                }
-            }
-        }
-    };
-    tokio::time::timeout(limit, read)
-        .await
-        .map_err(|_| ConnectError::NoNode(format!("no welcome within {limit:?}")))?
-}
-
-/// Relays between signaling and the peer connection for the session's life.
-async fn run_signaling(
-    mut ws: Ws,
-    mut outbound: mpsc::UnboundedReceiver<ClientMsg>,
-    pc: Arc<dyn PeerConnection>,
-    shared: Arc<Shared>,
-    answered: mpsc::Sender<Result<(), ConnectError>>,
-) {
-    let mut have_answer = false;
-    let mut early: Vec<RTCIceCandidateInit> = Vec::new();
-    let fail = |e: ConnectError| {
-        let _ = answered.try_send(Err(e));
-    };
-    loop {
-        tokio::select! {
-            out = outbound.recv() => {
-                let Some(msg) = out else { break };
-                let bye = matches!(msg, ClientMsg::Bye);
-                if let Err(e) = ws.send(text(&msg)).await {
-                    fail(ConnectError::Unreachable(format!("cannot send to signaling: {e}")));
-                    shared.end(format!("signaling went away: {e}"));
-                    break;
-                }
-                if bye {
-                    let _ = ws.close(None).await;
-                    break;
-                }
-            }
-            msg = ws.next() => {
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) | None => {
-                        fail(ConnectError::Unreachable("signaling closed the WebSocket".into()));
-                        shared.end("signaling closed the connection");
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        fail(ConnectError::Unreachable(format!("the signaling WebSocket failed: {e}")));
-                        shared.end(format!("signaling went away: {e}"));
-                        break;
-                    }
-                };
-                let msg = match signaling::protocol::parse::<ServerMsg>(&text) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!("unreadable message from signaling: {e}");
-                        continue;
-                    }
-                };
-                match msg {
-                    ServerMsg::Answer { sdp } => {
-                        let applied = match RTCSessionDescription::answer(sdp) {
-                            Ok(answer) => pc.set_remote_description(answer).await.map_err(|e| format!("the node's answer was refused: {e}")),
-                            Err(e) => Err(format!("the node's answer is not valid SDP: {e}")),
-                        };
-                        match applied {
-                            Ok(()) => {
-                                have_answer = true;
-                                for c in early.drain(..) {
-                                    add_candidate(&pc, c).await;
-                                }
-                                let _ = answered.try_send(Ok(()));
-                            }
-                            Err(why) => fail(ConnectError::Failed(why)),
-                        }
-                    }
-                    ServerMsg::Ice { candidate, .. } => {
-                        let init = RTCIceCandidateInit {
-                            candidate: candidate.candidate,
-                            sdp_mid: candidate.sdp_mid,
-                            sdp_mline_index: candidate.sdp_mline_index,
-                            ..Default::default()
-                        };
-                        if have_answer {
-                            add_candidate(&pc, init).await;
-                        } else {
-                            early.push(init);
-                        }
-                    }
-                    ServerMsg::SessionEnded { reason } => {
-                        fail(ConnectError::Failed(format!("the session ended: {reason}")));
-                        shared.end(reason);
-                    }
-                    ServerMsg::Error { code, message } => {
-                        tracing::warn!(?code, "signaling error: {message}");
-                        if code == ErrorCode::NodeLost {
-                            shared.end(format!("the node was lost: {message}"));
-                        }
-                        fail(refusal(code, message));
-                    }
-                    other => tracing::debug!("ignoring {other:?}"),
-                }
-            }
-        }
-    }
-}
-
-async fn add_candidate(pc: &Arc<dyn PeerConnection>, c: RTCIceCandidateInit) {
-    if c.candidate.is_empty() {
-        return;
-    }
-    if let Err(e) = pc.add_ice_candidate(c).await {
-        tracing::debug!("ignoring a remote candidate: {e}");
-    }
-}
-
-/// The peer connection: the node's formats, receiver reports and TWCC feedback (so the node's
-/// congestion control has something to go on), no NACK (see the module docs).
-async fn build_peer(
-    bind_ip: IpAddr,
-    ice_servers: Vec<signaling::protocol::IceServer>,
-    handler: Handler,
-) -> Result<Arc<dyn PeerConnection>, rtc::shared::error::Error> {
-    let mut media = MediaEngine::default();
-    stream_formats::register_stream_formats(&mut media, true)?;
-    let registry =
-        configure_rtcp_reports(configure_twcc_receiver_only(Registry::new(), &mut media)?);
-    let ice_servers = ice_servers
-        .into_iter()
-        .map(|s| RTCIceServer {
-            urls: s.urls,
-            username: s.username.unwrap_or_default(),
-            credential: s.credential.unwrap_or_default(),
-        })
-        .collect();
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(
-            RTCConfigurationBuilder::new()
-                .with_ice_servers(ice_servers)
-                .build(),
-        )
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_handler(Arc::new(handler))
-        .with_udp_addrs(vec![format!("{bind_ip}:0")])
-        .build()
-        .await?;
-    Ok(Arc::new(pc))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters (`encodeURIComponent`).
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn text(msg: &ClientMsg) -> Message {
-    Message::Text(
-        serde_json::to_string(msg)
-            .expect("client messages always serialise")
-            .into(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_map_to_the_players_screens() {
-        let m = || "m".to_owned();
-        assert!(matches!(
-            refusal(ErrorCode::NoNodeAvailable, m()),
-            ConnectError::NoNode(_)
-        ));
-        assert!(matches!(
-            refusal(ErrorCode::Forbidden, m()),
-            ConnectError::AuthRefused(_)
-        ));
-        assert!(matches!(
-            refusal(ErrorCode::UnknownTitle, m()),
-            ConnectError::Refused(_)
-        ));
-        assert!(!refusal(ErrorCode::UnknownTitle, m()).worth_retrying());
-        assert!(refusal(ErrorCode::NodeLost, m()).worth_retrying());
-    }
-
-    #[test]
-    fn percent_encoding_keeps_unreserved_characters() {
-        assert_eq!(percent_encode("aZ0-_.~"), "aZ0-_.~");
-        assert_eq!(percent_encode("a+b/c=="), "a%2Bb%2Fc%3D%3D");
     }
 }

@@ -1,5 +1,9 @@
 //! The node agent: keeps a connection to signaling (reconnecting with jittered backoff), takes
-//! session requests, runs each session as a task, and reports their ends.
+//! session requests, runs each session as a task, and reports their ends. [`backoff`] spaces
+//! its reconnections; [`probe`] serves the RTT probe and `/metrics`.
+
+mod backoff;
+mod probe;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,10 +18,10 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::backoff::Backoff;
 use crate::config::NodeConfig;
 use crate::session::{self, SessionCmd, SessionParams};
 use crate::title::{NodeResources, TitleKind};
+use backoff::Backoff;
 
 /// How long registration may take after connecting.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,7 +36,7 @@ type Ws =
 pub struct Node {
     config: NodeConfig,
     sessions: HashMap<String, mpsc::Sender<SessionCmd>>,
-    ended: JoinSet<(String, String, u64)>,
+    ended: JoinSet<(String, session::SessionEnd, u64)>,
     /// Taking no new sessions (signaling's `drain` or [`Drainer::drain`]).
     draining: Arc<AtomicBool>,
     /// Set once [`Drainer::drain`] was called: when the last session ends, the node stops.
@@ -171,7 +175,7 @@ impl Node {
         resources: &Arc<NodeResources>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let addr = self.config.probe_listen?;
-        let metrics: crate::probe::MetricsFn = {
+        let metrics: probe::MetricsFn = {
             let (metrics, draining, capacity) = (
                 resources.metrics.clone(),
                 self.draining.clone(),
@@ -179,14 +183,14 @@ impl Node {
             );
             Arc::new(move || metrics.render(capacity, draining.load(Ordering::Relaxed)))
         };
-        match crate::probe::bind(addr).await {
+        match probe::bind(addr).await {
             Ok(listener) => {
                 let bound = listener.local_addr().unwrap_or(addr);
                 if self.config.probe_url.is_none() {
                     self.config.probe_url = Some(format!("http://{bound}/probe"));
                 }
                 tracing::info!(%bound, "RTT probe endpoint listening");
-                Some(tokio::spawn(crate::probe::serve(listener, Some(metrics))))
+                Some(tokio::spawn(probe::serve(listener, Some(metrics))))
             }
             Err(e) => {
                 tracing::warn!(
@@ -310,15 +314,16 @@ impl Node {
                     }
                 },
                 Some(done) = self.ended.join_next(), if !self.ended.is_empty() => {
-                    if let Ok((session_id, reason, bytes_sent)) = done {
+                    if let Ok((session_id, end, bytes_sent)) = done {
+                        let session::SessionEnd { reason, permanent } = end;
                         self.sessions.remove(&session_id);
                         if let Some(r) = &self.resources {
                             r.metrics.remove(&session_id);
                             r.metrics.sessions_ended.fetch_add(1, Ordering::Relaxed);
                         }
-                        tracing::info!(session_id, reason, bytes_sent, "session over");
+                        tracing::info!(session_id, reason, permanent, bytes_sent, "session over");
                         let stats = Some(SessionStats { bytes_sent, rtt_ms: None });
-                        let msg = NodeMsg::SessionEnded { session_id, reason, stats };
+                        let msg = NodeMsg::SessionEnded { session_id, reason, permanent, stats };
                         if let Err(e) = sink.send(text(&msg)).await {
                             return Disconnect::Lost(format!("send failed ({e})"));
                         }
@@ -394,7 +399,8 @@ impl Node {
         self.drain_deadline = Some(tokio::time::Instant::now() + timeout);
     }
 
-    fn refuse(&self, session_id: String, reason: String) {
+    /// Refuses a session; `permanent` when asking this node again would be refused again.
+    fn refuse(&self, session_id: String, reason: String, permanent: bool) {
         if let Some(r) = &self.resources {
             r.metrics.sessions_refused.fetch_add(1, Ordering::Relaxed);
         }
@@ -402,6 +408,7 @@ impl Node {
         let _ = self.to_signaling_tx.try_send(NodeMsg::SessionEnded {
             session_id,
             reason,
+            permanent,
             stats: None,
         });
     }
@@ -419,13 +426,13 @@ impl Node {
         }
         if self.sessions.len() as u32 >= self.config.capacity {
             let reason = format!("{:?}: the node is at capacity", ErrorCode::NoNodeAvailable);
-            return self.refuse(session_id, reason);
+            return self.refuse(session_id, reason, false);
         }
         if self.draining.load(Ordering::Relaxed) {
-            return self.refuse(session_id, "the node is draining".into());
+            return self.refuse(session_id, "the node is draining".into(), false);
         }
         let Some(resources) = self.resources.clone() else {
-            return self.refuse(session_id, "the node is still starting".into());
+            return self.refuse(session_id, "the node is still starting".into(), false);
         };
         if let Some(t) = &title
             && !self.config.titles.iter().any(|installed| installed == t)
@@ -433,11 +440,12 @@ impl Node {
             return self.refuse(
                 session_id,
                 format!("title {t:?} is not installed on this node"),
+                true,
             );
         }
         let kind = match TitleKind::from_launch(launch.as_ref()) {
             Ok(kind) => kind,
-            Err(e) => return self.refuse(session_id, e),
+            Err(e) => return self.refuse(session_id, e, true),
         };
         let (tx, rx) = mpsc::channel(64);
         self.sessions.insert(session_id.clone(), tx);
@@ -459,8 +467,8 @@ impl Node {
         let to_signaling = self.to_signaling_tx.clone();
         tracing::info!(session_id, "starting a session");
         self.ended.spawn(async move {
-            let reason = session::run(params, to_signaling, rx).await;
-            (session_id, reason, bytes_sent.load(Ordering::Relaxed))
+            let end = session::run(params, to_signaling, rx).await;
+            (session_id, end, bytes_sent.load(Ordering::Relaxed))
         });
     }
 

@@ -1,11 +1,12 @@
 //! The session's sound path.
 //!
-//! Each node runs one private PulseAudio server ([`SoundServer`]); each session gets its own
+//! Each node runs one private PulseAudio server ([`SoundServer`]), or uses the running one its
+//! configuration names ([`SoundServer::connect_or_start`]); each session gets its own
 //! null sink on it ([`SessionSink`]), which the title plays into because its environment names
 //! that sink ([`SessionSink::env`]). [`AudioCapture`] records the sink's monitor with GStreamer
 //! (`pulsesrc`), cuts the stream into 20 ms stereo frames at 48 kHz and encodes each with Opus
 //! (in-band FEC on), ready for the WebRTC audio track. [`TonePlayer`] is the built-in demo
-//! title's sound, and [`dominant_frequency`] lets tests (and browser tests) check what came out.
+//! title's sound.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), server::audio::AudioError> {
@@ -28,13 +29,11 @@
 
 mod pipeline;
 mod pulse;
-mod spectrum;
 
 use std::time::Duration;
 
 pub use pipeline::{AudioCapture, AudioPacket, TonePlayer};
 pub use pulse::{SessionSink, SoundServer, validate_sink_name};
-pub use spectrum::dominant_frequency;
 
 /// Sample rate of the session sink, the capture and the Opus stream, in Hz.
 pub const SAMPLE_RATE: u32 = 48_000;

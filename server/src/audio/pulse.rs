@@ -296,13 +296,21 @@ impl SoundServer {
         Ok(server)
     }
 
-    /// Uses the server named by `PULSE_SERVER` if one is set and answers, else starts a
-    /// private one in `runtime_dir` like [`SoundServer::start`].
-    pub fn connect_or_start(runtime_dir: &Path) -> Result<SoundServer, AudioError> {
-        if let Some(address) = std::env::var("PULSE_SERVER").ok().filter(|a| !a.is_empty()) {
-            match SoundServer::connect(&address) {
+    /// Uses the server at `address` (the node's configured sound server,
+    /// [`crate::config::SessionConfig::pulse_server`]) if one is given and answers, else starts
+    /// a private one in `runtime_dir` like [`SoundServer::start`]. Reads no environment: the
+    /// caller's configuration says which server.
+    pub fn connect_or_start(
+        address: Option<&str>,
+        runtime_dir: &Path,
+    ) -> Result<SoundServer, AudioError> {
+        if let Some(address) = address.filter(|a| !a.is_empty()) {
+            match SoundServer::connect(address) {
                 Ok(server) => return Ok(server),
-                Err(e) => tracing::warn!(error = %e, "PULSE_SERVER unusable; starting our own"),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the configured sound server is unusable; starting our own"
+                ),
             }
         }
         SoundServer::start(runtime_dir)

@@ -1,55 +1,48 @@
-//! One streaming session: negotiate with the player's browser, start the title and the encoder
-//! once connected, send every access unit, follow the congestion controller's estimate, answer
-//! keyframe requests, and tear everything down when either side leaves.
+//! One streaming session: negotiate with the player, start the title and the encoder once
+//! connected, send every access unit, and tear everything down when either side leaves.
+//!
+//! The decisions — bitrate, keyframes, the quality ladder, grace periods, limits — are made by
+//! the Sans-IO [`control::SessionControl`]; this module is its async driver. It owns the peer
+//! connection ([`peer`]), the tracks ([`negotiate`]), the media path and the title, feeds the
+//! core what happens and carries out what the core says.
+
+pub mod control;
+mod negotiate;
+pub(crate) mod peer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use encoder::roi::RoiPolicy;
 use encoder::{EncodedFrame, Encoder, EncoderConfig};
 use rtc::media::Sample;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp::extension::playout_delay_extension::PlayoutDelayExtension;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use signaling::protocol::{IceCandidate, NodeMsg};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSessionDescription,
+    PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
 };
 
 use crate::audio::AudioPacket;
 use crate::config::VideoConfig;
-use crate::controls::{InputPath, PointerHint};
-use crate::ladder::{Ladder, LadderConfig};
-use crate::media::MediaPipeline;
+use crate::input::{InputPath, PointerHint};
+use crate::media::{LadderConfig, MediaFrame, MediaPipeline, RoiSettings, StreamGeometry};
 use crate::metrics::SessionMetrics;
-use crate::peer::{self, RateBounds};
 use crate::title::{NodeResources, RunningTitle, TitleKind};
-
-/// How long the player has to connect after the answer is sent.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long ICE gathering may take before the answer goes out with what it has.
-const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a disconnected peer has to come back before the session ends.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
-/// Keyframe requests closer together than this are merged (a burst of PLIs during loss would
-/// otherwise send a burst of large IDR frames and make the loss worse).
-const MIN_KEYFRAME_GAP: Duration = Duration::from_millis(300);
-/// How often the encoder bitrate follows the congestion controller.
-const RATE_INTERVAL: Duration = Duration::from_millis(100);
+pub use control::SessionEnd;
+use control::{ControlConfig, Input, MetricsSample, Output, PeerState, SessionControl};
+use negotiate::{Interrupted, OutTrack};
+use peer::RateBounds;
 
 /// Commands the agent sends into a running session.
 #[derive(Debug)]
-pub enum SessionCmd {
+pub(crate) enum SessionCmd {
     /// A trickled candidate from the player.
     RemoteIce(IceCandidate),
     /// End the session.
@@ -58,7 +51,7 @@ pub enum SessionCmd {
 
 /// What a session needs to start.
 #[derive(Debug, Clone)]
-pub struct SessionParams {
+pub(crate) struct SessionParams {
     /// Session id from signaling.
     pub session_id: String,
     /// The player's offer.
@@ -77,16 +70,18 @@ pub struct SessionParams {
     pub metrics: Arc<SessionMetrics>,
 }
 
+/// What the peer connection tells the session.
 enum PeerEvent {
     State(RTCPeerConnectionState),
     GatheringComplete,
     DataChannel(Arc<dyn DataChannel>),
 }
 
-struct Events(mpsc::UnboundedSender<PeerEvent>);
+/// Forwards the peer connection's events into the session's queue.
+struct PeerEvents(mpsc::UnboundedSender<PeerEvent>);
 
 #[async_trait::async_trait]
-impl PeerConnectionEventHandler for Events {
+impl PeerConnectionEventHandler for PeerEvents {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
             let _ = self.0.send(PeerEvent::GatheringComplete);
@@ -127,20 +122,20 @@ async fn read_input_channel(dc: Arc<dyn DataChannel>, tx: mpsc::Sender<bytes::By
 }
 
 /// Runs a session to its end and returns why it ended.
-pub async fn run(
+pub(crate) async fn run(
     params: SessionParams,
     to_signaling: mpsc::Sender<NodeMsg>,
     cmds: mpsc::Receiver<SessionCmd>,
-) -> String {
+) -> SessionEnd {
     let span = tracing::info_span!("session", session_id = %params.session_id);
     match run_inner(&params, to_signaling, cmds)
         .instrument(span)
         .await
     {
-        Ok(reason) => reason,
+        Ok(end) => end,
         Err(e) => {
             tracing::warn!(session_id = %params.session_id, "session failed: {e}");
-            e
+            SessionEnd::transient(e)
         }
     }
 }
@@ -149,8 +144,7 @@ async fn run_inner(
     params: &SessionParams,
     to_signaling: mpsc::Sender<NodeMsg>,
     mut cmds: mpsc::Receiver<SessionCmd>,
-) -> Result<String, String> {
-    let sid = params.session_id.clone();
+) -> Result<SessionEnd, String> {
     let v = &params.video;
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let rates = RateBounds {
@@ -158,430 +152,425 @@ async fn run_inner(
         min: v.min_kbps as f64 * 1000.0,
         max: v.max_kbps as f64 * 1000.0,
     };
-    let handler: Arc<dyn PeerConnectionEventHandler> = Arc::new(Events(ev_tx));
+    let handler: Arc<dyn PeerConnectionEventHandler> = Arc::new(PeerEvents(ev_tx));
     let (pc, estimate) = peer::build_peer(params.rtc_ip, rates, handler)
         .await
         .map_err(|e| format!("cannot create the peer connection: {e}"))?;
-    let result =
-        negotiate_and_stream(params, &pc, estimate, &to_signaling, &mut cmds, &mut events).await;
+    let negotiated = negotiate::negotiate(
+        &pc,
+        &params.session_id,
+        &params.offer_sdp,
+        &to_signaling,
+        &mut cmds,
+        &mut events,
+    )
+    .await;
+    let result = match negotiated {
+        Ok(tracks) => {
+            let mut driver = Driver::new(params, pc.clone(), estimate, tracks);
+            Ok(driver.run(&mut cmds, &mut events).await)
+        }
+        Err(Interrupted::Ended(reason)) => Ok(SessionEnd::transient(reason)),
+        Err(Interrupted::Failed(why)) => Err(why),
+    };
     if let Err(e) = pc.close().await {
-        tracing::debug!(session_id = %sid, "closing the peer connection: {e}");
+        tracing::debug!(session_id = %params.session_id, "closing the peer connection: {e}");
     }
     result
 }
 
-async fn negotiate_and_stream(
-    params: &SessionParams,
-    pc: &Arc<dyn PeerConnection>,
+/// The core's settings for this session.
+fn control_config(params: &SessionParams) -> ControlConfig {
+    let v = &params.video;
+    let mut config = ControlConfig::new(v.start_kbps, v.min_kbps, v.max_kbps);
+    config.ladder = (v.ladder_floor_kbps > 0).then(|| LadderConfig::new(v.ladder_floor_kbps));
+    config.max_duration = params.resources.config.max_duration;
+    config
+}
+
+/// The running media path, its encoder and the title feeding it.
+struct Media {
+    pipeline: MediaPipeline,
+    encoder: Arc<Encoder>,
+}
+
+/// Everything the drive loop owns.
+struct Driver<'a> {
+    params: &'a SessionParams,
+    pc: Arc<dyn PeerConnection>,
     estimate: peer::BitrateEstimate,
-    to_signaling: &mpsc::Sender<NodeMsg>,
-    cmds: &mut mpsc::Receiver<SessionCmd>,
-    events: &mut mpsc::UnboundedReceiver<PeerEvent>,
-) -> Result<String, String> {
-    let sid = params.session_id.clone();
-    let v = params.video.clone();
-    let ssrc: u32 = rand::random();
-    let track = Arc::new(
-        TrackLocalStaticSample::new(
-            Instant::now(),
-            MediaStreamTrack::new(
-                "stratus".to_owned(),
-                "stratus-video".to_owned(),
-                "stratus-video".to_owned(),
-                RtpCodecKind::Video,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec: peer::h264_codec(),
-                    ..Default::default()
-                }],
-            ),
-        )
-        .map_err(|e| format!("cannot create the video track: {e}"))?,
-    );
-    // Sound goes on a second track of the same stream, when the player asked for audio.
-    let audio_ssrc: u32 = rand::random();
-    let audio_track = if params.offer_sdp.lines().any(|l| l.starts_with("m=audio")) {
-        Some(Arc::new(
-            TrackLocalStaticSample::new(
-                Instant::now(),
-                MediaStreamTrack::new(
-                    "stratus".to_owned(),
-                    "stratus-audio".to_owned(),
-                    "stratus-audio".to_owned(),
-                    RtpCodecKind::Audio,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(audio_ssrc),
-                            ..Default::default()
-                        },
-                        codec: peer::opus_codec(),
-                        ..Default::default()
-                    }],
-                ),
-            )
-            .map_err(|e| format!("cannot create the audio track: {e}"))?,
-        ))
-    } else {
+    core: SessionControl,
+    video: OutTrack,
+    audio: Option<OutTrack>,
+    media: Option<Media>,
+    title: Option<RunningTitle>,
+    input: Option<InputPath>,
+    hint: Arc<PointerHint>,
+    frame_tx: Option<mpsc::Sender<MediaFrame>>,
+    audio_tx: Option<mpsc::Sender<AudioPacket>>,
+    last_captured_ns: Option<u64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(
+        params: &'a SessionParams,
+        pc: Arc<dyn PeerConnection>,
+        estimate: peer::BitrateEstimate,
+        tracks: negotiate::Negotiated,
+    ) -> Self {
+        Self {
+            core: SessionControl::new(control_config(params), Instant::now()),
+            params,
+            pc,
+            estimate,
+            video: tracks.video,
+            audio: tracks.audio,
+            media: None,
+            title: None,
+            input: None,
+            hint: Arc::new(PointerHint::default()),
+            frame_tx: None,
+            audio_tx: None,
+            last_captured_ns: None,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Moves events into the core and its commands out until it ends the session.
+    async fn run(
+        &mut self,
+        cmds: &mut mpsc::Receiver<SessionCmd>,
+        events: &mut mpsc::UnboundedReceiver<PeerEvent>,
+    ) -> SessionEnd {
+        let sid = self.params.session_id.clone();
+        // Keyframe requests from the player (PLI/FIR) arrive as events on the local track.
+        let (kf_tx, mut kf_rx) = mpsc::channel::<()>(4);
+        let kf_track = self.video.track.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(ev) = kf_track.poll().await {
+                if let TrackLocalEvent::OnRtcpPacket(_) = ev {
+                    let _ = kf_tx.try_send(());
+                }
+            }
+        }));
+        // The audio track's own events (its RTCP) are drained and ignored.
+        if let Some(a) = &self.audio {
+            let t = a.track.clone();
+            self.tasks.push(tokio::spawn(
+                async move { while t.poll().await.is_some() {} },
+            ));
+        }
+        let (frame_tx, mut frames) = mpsc::channel::<MediaFrame>(4);
+        self.frame_tx = Some(frame_tx);
+        let (audio_tx, mut audio_rx) = mpsc::channel::<AudioPacket>(8);
+        self.audio_tx = self.audio.is_some().then_some(audio_tx);
+        let (input_tx, mut input_rx) = mpsc::channel::<bytes::Bytes>(INPUT_QUEUE);
+
+        let end = loop {
+            if let Some(end) = self.carry_out().await {
+                break end;
+            }
+            let now = Instant::now();
+            let wake = tokio::time::Instant::from_std(self.core.poll_timeout());
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(SessionCmd::RemoteIce(c)) => negotiate::add_candidate(&self.pc, &sid, c).await,
+                    Some(SessionCmd::End(reason)) => self.stop(SessionEnd::transient(reason)),
+                    None => self.stop(SessionEnd::transient("the node is shutting down")),
+                },
+                ev = events.recv() => match ev {
+                    Some(PeerEvent::State(s)) => {
+                        if let Some(state) = peer_state(s) {
+                            self.core.handle_input(Input::Peer(state), now);
+                        }
+                    }
+                    Some(PeerEvent::DataChannel(dc)) => {
+                        let label = dc.label().await.unwrap_or_default();
+                        if label == INPUT_CHANNEL {
+                            self.tasks.push(tokio::spawn(read_input_channel(dc, input_tx.clone())));
+                        } else {
+                            tracing::debug!(session_id = %sid, label, "ignoring an unknown data channel");
+                        }
+                    }
+                    Some(PeerEvent::GatheringComplete) => {}
+                    None => self.stop(SessionEnd::transient("the peer connection went away")),
+                },
+                frame = frames.recv(), if self.media.is_some() => match frame {
+                    Some(frame) => self.send_video(frame).await,
+                    // Started again, the media path would fail the same way: the title's frames
+                    // or the encoder are the cause, not the network.
+                    None => {
+                        let why = self.media.as_ref().and_then(|m| m.pipeline.failure());
+                        let reason = why.unwrap_or_else(|| "the media path stopped".into());
+                        self.stop(SessionEnd::permanent(reason));
+                    }
+                },
+                Some(packet) = audio_rx.recv() => self.send_audio(packet).await,
+                Some(datagram) = input_rx.recv() => {
+                    if let Some(path) = &mut self.input {
+                        path.handle(&datagram, capture::clock::monotonic_ns() / 1000);
+                    }
+                },
+                Some(()) = kf_rx.recv() => {
+                    self.params.metrics.pli.fetch_add(1, Relaxed);
+                    self.core.handle_input(Input::KeyframeRequest, now);
+                },
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    if let Some(why) = self.title.as_mut().and_then(RunningTitle::exited) {
+                        self.params.resources.metrics.sessions_failed.fetch_add(1, Relaxed);
+                        self.stop(SessionEnd::permanent(why));
+                    }
+                    let bps = self.estimate.bits_per_second();
+                    self.core.handle_input(Input::Estimate { bps }, now);
+                    self.core.handle_input(Input::Tick, now);
+                },
+            }
+        };
+        self.finish(&end.reason).await;
+        end
+    }
+
+    /// Tells the core the session must end.
+    fn stop(&mut self, end: SessionEnd) {
+        self.core.handle_input(Input::Stop(end), Instant::now());
+    }
+
+    /// Carries out what the core has decided; returns the reason once it ends the session.
+    async fn carry_out(&mut self) -> Option<SessionEnd> {
+        let sid = &self.params.session_id;
+        let metrics = &self.params.metrics;
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::StartMedia => self.start_media().await,
+                Output::SetBitrate { kbps } => {
+                    tracing::debug!(session_id = %sid, kbps, "encoder bitrate follows congestion control");
+                    if let Some(m) = &self.media {
+                        m.encoder.set_bitrate(kbps);
+                    }
+                }
+                Output::ForceKeyframe => {
+                    if let Some(m) = &self.media {
+                        tracing::debug!(session_id = %sid, "keyframe requested by the player");
+                        m.encoder.force_keyframe();
+                        metrics.keyframes_forced.fetch_add(1, Relaxed);
+                    }
+                }
+                Output::SetRung { index, rung } => {
+                    tracing::info!(session_id = %sid, rung = index, scale = rung.scale, keep_every = rung.keep_every, "quality ladder step");
+                    if let Some(m) = &self.media {
+                        m.pipeline.set_rung(rung);
+                    }
+                    metrics.quality_step.store(index as u64, Relaxed);
+                }
+                Output::Metrics(sample) => self.publish(sample).await,
+                Output::End(end) => return Some(end),
+            }
+        }
         None
-    };
-    let offer = RTCSessionDescription::offer(params.offer_sdp.clone())
-        .map_err(|e| format!("the player's offer is not valid SDP: {e}"))?;
-    pc.set_remote_description(offer)
-        .await
-        .map_err(|e| format!("the player's offer was refused: {e}"))?;
-    // The track binds to its sender when added, with the header-extension ids known then; added
-    // after the offer, those are the negotiated ids, so the playout-delay extension is accepted.
-    let sender = pc
-        .add_track(track.clone() as Arc<dyn TrackLocal>)
-        .await
-        .map_err(|e| format!("cannot add the video track: {e}"))?;
-    let audio_sender = match &audio_track {
-        Some(t) => Some(
-            pc.add_track(t.clone() as Arc<dyn TrackLocal>)
-                .await
-                .map_err(|e| format!("cannot add the audio track: {e}"))?,
-        ),
-        None => None,
-    };
+    }
 
-    let answer = pc
-        .create_answer(None)
-        .await
-        .map_err(|e| format!("cannot answer the player's offer (no H.264 in it?): {e}"))?;
-    pc.set_local_description(answer)
-        .await
-        .map_err(|e| format!("cannot apply the local answer: {e}"))?;
-
-    // Candidates that arrive while gathering are applied after the answer is out.
-    let mut early_ice = Vec::new();
-    let gather_deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Some(PeerEvent::GatheringComplete) => break,
-                Some(PeerEvent::State(s)) => tracing::debug!(session_id = %sid, "peer state {s} while gathering"),
-                Some(PeerEvent::DataChannel(_)) => {}
-                None => return Err("the peer connection went away while gathering".into()),
-            },
-            cmd = cmds.recv() => match cmd {
-                Some(SessionCmd::RemoteIce(c)) => early_ice.push(c),
-                Some(SessionCmd::End(reason)) => return Ok(reason),
-                None => return Ok("the node is shutting down".into()),
-            },
-            _ = tokio::time::sleep_until(gather_deadline) => {
-                tracing::warn!(session_id = %sid, "ICE gathering did not complete in {GATHER_TIMEOUT:?}; answering with what we have");
-                break;
+    /// Starts the title and the media path (blocking work, off the runtime).
+    async fn start_media(&mut self) {
+        let sid = &self.params.session_id;
+        tracing::info!(session_id = %sid, "player connected; starting the title");
+        self.video.refresh_payload_type().await;
+        if let Some(a) = &mut self.audio {
+            a.refresh_payload_type().await;
+        }
+        let Some(frames) = self.frame_tx.take() else {
+            return self.stop(SessionEnd::transient("internal: media started twice"));
+        };
+        match start_media(self.params, frames, self.audio_tx.take(), self.hint.clone()).await {
+            Ok((pipeline, encoder, mut running)) => {
+                if let Some(injector) = running.injector.take() {
+                    let (w, h) = running.size;
+                    let geometry = StreamGeometry::full(w, h);
+                    self.input = Some(InputPath::new(injector, geometry, self.hint.clone()));
+                }
+                self.media = Some(Media { pipeline, encoder });
+                self.title = Some(running);
+                self.core.handle_input(Input::MediaStarted, Instant::now());
+            }
+            Err(reason) => {
+                self.params
+                    .resources
+                    .metrics
+                    .sessions_failed
+                    .fetch_add(1, Relaxed);
+                self.stop(SessionEnd::permanent(reason));
             }
         }
     }
-    let local = pc
-        .local_description()
-        .await
-        .ok_or_else(|| "no local description after answering".to_string())?;
-    to_signaling
-        .send(NodeMsg::Answer {
-            session_id: sid.clone(),
-            sdp: local.sdp,
-        })
-        .await
-        .map_err(|_| "lost the signaling connection".to_string())?;
-    for c in early_ice {
-        add_candidate(pc, &sid, c).await;
-    }
 
-    // Keyframe requests from the player (PLI/FIR) arrive as events on the local track.
-    let (kf_tx, mut kf_rx) = mpsc::channel::<()>(4);
-    let kf_track = track.clone();
-    let kf_task = tokio::spawn(async move {
-        while let Some(ev) = kf_track.poll().await {
-            if let TrackLocalEvent::OnRtcpPacket(_) = ev {
-                let _ = kf_tx.try_send(());
-            }
+    /// Writes one access unit to the video track, with the playout-delay extension, and lets
+    /// the input path read positions in its geometry from now on.
+    async fn send_video(&mut self, MediaFrame { frame, geometry }: MediaFrame) {
+        let sid = &self.params.session_id;
+        let metrics = &self.params.metrics;
+        if let Some(path) = &mut self.input {
+            path.set_geometry(geometry);
         }
-    });
-
-    // The audio track's own events (its RTCP) are drained and ignored.
-    let audio_task = audio_track
-        .clone()
-        .map(|t| tokio::spawn(async move { while t.poll().await.is_some() {} }));
-
-    let (frame_tx, mut frames) = mpsc::channel::<EncodedFrame>(4);
-    let mut frame_tx = Some(frame_tx);
-    let (audio_tx, mut audio_rx) = mpsc::channel::<AudioPacket>(8);
-    let mut audio_tx = audio_track.is_some().then_some(audio_tx);
-    let mut audio_pt = peer::OPUS_PAYLOAD_TYPE;
-    let mut media: Option<(MediaPipeline, Arc<Encoder>)> = None;
-    let mut title: Option<RunningTitle> = None;
-    let metrics = params.metrics.clone();
-    let started = tokio::time::Instant::now();
-    let max_duration = params.resources.config.max_duration;
-    let mut second = Second::default();
-    // The quality ladder's rung, shared with the media thread.
-    let rung = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut ladder =
-        (v.ladder_floor_kbps > 0).then(|| Ladder::new(LadderConfig::new(v.ladder_floor_kbps)));
-    let (input_tx, mut input_rx) = mpsc::channel::<bytes::Bytes>(INPUT_QUEUE);
-    let mut input_path: Option<InputPath> = None;
-    // The player's pointer, for region-of-interest encoding.
-    let hint = Arc::new(PointerHint::default());
-    let mut input_tasks = Vec::new();
-    let mut payload_type = peer::H264_PAYLOAD_TYPE;
-    let mut last_keyframe_request = Instant::now() - MIN_KEYFRAME_GAP;
-    let mut last_captured_ns: Option<u64> = None;
-    let mut rate_tick = tokio::time::interval(RATE_INTERVAL);
-    let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
-    tokio::pin!(connect_deadline);
-    let mut disconnected_since: Option<tokio::time::Instant> = None;
-    let frame_interval = Duration::from_secs(1) / v.fps;
-
-    let reason = loop {
-        tokio::select! {
-            cmd = cmds.recv() => match cmd {
-                Some(SessionCmd::RemoteIce(c)) => add_candidate(pc, &sid, c).await,
-                Some(SessionCmd::End(reason)) => break reason,
-                None => break "the node is shutting down".into(),
-            },
-            ev = events.recv() => match ev {
-                Some(PeerEvent::State(RTCPeerConnectionState::Connected)) => {
-                    disconnected_since = None;
-                    if media.is_none() {
-                        tracing::info!(session_id = %sid, "player connected; starting the title");
-                        payload_type = negotiated_payload_type(&sender).await.unwrap_or(payload_type);
-                        if let Some(s) = &audio_sender {
-                            audio_pt = negotiated_payload_type(s).await.unwrap_or(audio_pt);
-                        }
-                        let Some(tx) = frame_tx.take() else { break "internal: media started twice".into() };
-                        match start_media(params, tx, audio_tx.take(), hint.clone(), rung.clone()).await {
-                            Ok((pipeline, encoder, mut running)) => {
-                                if let Some(injector) = running.injector.take() {
-                                    let (w, h) = running.size;
-                                    input_path = Some(InputPath::new(injector, w, h, hint.clone()));
-                                }
-                                media = Some((pipeline, encoder));
-                                title = Some(running);
-                            }
-                            Err(e) => {
-                                params.resources.metrics.sessions_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                break e;
-                            }
-                        }
-                    }
-                }
-                Some(PeerEvent::State(RTCPeerConnectionState::Disconnected)) => {
-                    disconnected_since.get_or_insert_with(tokio::time::Instant::now);
-                }
-                Some(PeerEvent::State(RTCPeerConnectionState::Failed)) => break "the connection to the player failed".into(),
-                Some(PeerEvent::State(RTCPeerConnectionState::Closed)) => break "the player closed the connection".into(),
-                Some(PeerEvent::DataChannel(dc)) => {
-                    let label = dc.label().await.unwrap_or_default();
-                    if label == INPUT_CHANNEL {
-                        input_tasks.push(tokio::spawn(read_input_channel(dc, input_tx.clone())));
-                    } else {
-                        tracing::debug!(session_id = %sid, label, "ignoring an unknown data channel");
-                    }
-                }
-                Some(_) => {}
-                None => break "the peer connection went away".into(),
-            },
-            frame = frames.recv(), if media.is_some() => {
-                let Some(frame) = frame else {
-                    let why = media.as_ref().and_then(|(m, _)| m.failure());
-                    break why.unwrap_or_else(|| "the media path stopped".into());
-                };
-                let duration = match last_captured_ns {
-                    Some(prev) if frame.captured_ns > prev => Duration::from_nanos(frame.captured_ns - prev),
-                    _ => frame_interval,
-                };
-                last_captured_ns = Some(frame.captured_ns);
-                let age = Duration::from_nanos(capture::clock::monotonic_ns().saturating_sub(frame.captured_ns));
-                let sample = Sample {
-                    data: frame.au,
-                    duration,
-                    ..Sample::new(Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
-                };
-                let bytes = sample.data.len() as u64;
-                let res = track
-                    .sample_writer(ssrc, payload_type)
-                    .with_extension(HeaderExtension::PlayoutDelay(PlayoutDelayExtension::new(0, 0)))
-                    .write_sample(&sample)
-                    .await;
-                let capture_to_packet_ms = capture::clock::monotonic_ns()
-                    .saturating_sub(frame.captured_ns) as f64 / 1e6;
-                metrics.record_capture_to_packet(capture_to_packet_ms);
-                second.frames += 1;
-                second.encode_ns += frame.encoded_ns.saturating_sub(frame.captured_ns);
-                match res {
-                    Ok(_) => {
-                        params.bytes_sent.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-                        metrics.frames_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        tracing::debug!(session_id = %sid, frame_id = frame.frame_id, "write_sample: {e}");
-                    }
-                }
-                tracing::trace!(
-                    session_id = %sid,
-                    frame_id = frame.frame_id,
-                    encode_ms = frame.encoded_ns.saturating_sub(frame.captured_ns) as f64 / 1e6,
-                    capture_to_packet_ms,
-                    "frame sent"
-                );
-            },
-            Some(packet) = audio_rx.recv() => {
-                if let Some(track) = &audio_track {
-                    let bytes = packet.data.len() as u64;
-                    let sample = Sample {
-                        data: packet.data,
-                        duration: packet.duration,
-                        ..Sample::new(Instant::now())
-                    };
-                    match track.sample_writer(audio_ssrc, audio_pt).write_sample(&sample).await {
-                        Ok(_) => {
-                            params.bytes_sent.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-                            metrics.audio_packets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        Err(e) => tracing::debug!(session_id = %sid, "audio write_sample: {e}"),
-                    }
-                }
-            },
-            Some(datagram) = input_rx.recv() => {
-                if let Some(path) = &mut input_path {
-                    path.handle(&datagram, capture::clock::monotonic_ns() / 1000);
-                }
-            },
-            Some(()) = kf_rx.recv() => {
-                if let Some((_, enc)) = &media
-                    && last_keyframe_request.elapsed() >= MIN_KEYFRAME_GAP
-                {
-                    last_keyframe_request = Instant::now();
-                    tracing::debug!(session_id = %sid, "keyframe requested by the player");
-                    enc.force_keyframe();
-                    metrics.keyframes_forced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                metrics.pli.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            },
-            _ = rate_tick.tick() => {
-                if let Some((_, enc)) = &media {
-                    let kbps = (estimate.bits_per_second() / 1000.0) as u32;
-                    let current = enc.bitrate();
-                    // Down at once (congestion), up smoothly (a third of the gap per tick), and
-                    // changes under 5% are ignored to avoid encoder churn.
-                    let target = smooth_bitrate(current, kbps).clamp(v.min_kbps, v.max_kbps);
-                    if current == 0 || target.abs_diff(current) * 20 > current {
-                        tracing::debug!(session_id = %sid, kbps, target, "encoder bitrate follows congestion control");
-                        enc.set_bitrate(target);
-                    }
-                    if let Some(ladder) = &mut ladder
-                        && let Some(step) = ladder.observe(f64::from(kbps), Instant::now())
-                    {
-                        let r = crate::ladder::RUNGS[step];
-                        tracing::info!(session_id = %sid, kbps, rung = step, scale = r.scale, keep_every = r.keep_every, "quality ladder step");
-                        rung.store(step, std::sync::atomic::Ordering::Relaxed);
-                        metrics.quality_step.store(step as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-                if let Some(since) = disconnected_since
-                    && since.elapsed() > DISCONNECT_GRACE
-                {
-                    break "the player disconnected".into();
-                }
-                if let Some(why) = title.as_mut().and_then(RunningTitle::exited) {
-                    params.resources.metrics.sessions_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    break why;
-                }
-                if let Some(limit) = max_duration
-                    && started.elapsed() >= limit
-                {
-                    break format!("the session reached its time limit ({} s)", limit.as_secs());
-                }
-                if second.since.elapsed() >= Duration::from_secs(1) {
-                    second.publish(&metrics, media.as_ref(), pc).await;
-                }
-            },
-            _ = &mut connect_deadline, if media.is_none() => {
-                break format!("the player did not connect within {CONNECT_TIMEOUT:?}");
+        let interval = Duration::from_secs(1) / self.params.video.fps.max(1);
+        let duration = match self.last_captured_ns {
+            Some(prev) if frame.captured_ns > prev => {
+                Duration::from_nanos(frame.captured_ns - prev)
             }
+            _ => interval,
+        };
+        self.last_captured_ns = Some(frame.captured_ns);
+        let EncodedFrame {
+            au,
+            frame_id,
+            captured_ns,
+            encoded_ns,
+            ..
+        } = frame;
+        let age = Duration::from_nanos(capture::clock::monotonic_ns().saturating_sub(captured_ns));
+        let sample = Sample {
+            data: au,
+            duration,
+            ..Sample::new(Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
+        };
+        let bytes = sample.data.len() as u64;
+        let res = self
+            .video
+            .track
+            .sample_writer(self.video.ssrc, self.video.payload_type)
+            .with_extension(HeaderExtension::PlayoutDelay(PlayoutDelayExtension::new(
+                0, 0,
+            )))
+            .write_sample(&sample)
+            .await;
+        let capture_to_packet_ms =
+            capture::clock::monotonic_ns().saturating_sub(captured_ns) as f64 / 1e6;
+        metrics.record_capture_to_packet(capture_to_packet_ms);
+        let encode_ns = encoded_ns.saturating_sub(captured_ns);
+        self.core
+            .handle_input(Input::FrameSent { encode_ns }, Instant::now());
+        match res {
+            Ok(_) => {
+                self.params.bytes_sent.fetch_add(bytes, Relaxed);
+                metrics.frames_sent.fetch_add(1, Relaxed);
+            }
+            Err(e) => tracing::debug!(session_id = %sid, frame_id, "write_sample: {e}"),
         }
-    };
-    kf_task.abort();
-    if let Some(t) = audio_task {
-        t.abort();
-    }
-    for task in input_tasks {
-        task.abort();
-    }
-    if let Some(path) = &input_path {
-        tracing::info!(session_id = %sid, counters = ?path.counters(), "input summary");
-    }
-    if let Some((pipeline, _)) = media {
-        let counters = pipeline.counters();
-        tracing::info!(
+        tracing::trace!(
             session_id = %sid,
-            captured = counters.captured.load(std::sync::atomic::Ordering::Relaxed),
-            encoded = counters.encoded.load(std::sync::atomic::Ordering::Relaxed),
-            dropped = counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
-            %reason,
-            "session ended"
+            frame_id,
+            encode_ms = encode_ns as f64 / 1e6,
+            capture_to_packet_ms,
+            "frame sent"
         );
-        // Joining the media threads blocks for up to a frame; keep it off the runtime.
-        let _ = tokio::task::spawn_blocking(move || drop(pipeline)).await;
     }
-    if let Some(title) = title {
-        // Stopping the title waits for its processes to exit.
-        let _ = tokio::task::spawn_blocking(move || drop(title)).await;
+
+    /// Writes one Opus packet to the audio track.
+    async fn send_audio(&mut self, packet: AudioPacket) {
+        let Some(audio) = &self.audio else { return };
+        let bytes = packet.data.len() as u64;
+        let sample = Sample {
+            data: packet.data,
+            duration: packet.duration,
+            ..Sample::new(Instant::now())
+        };
+        match audio
+            .track
+            .sample_writer(audio.ssrc, audio.payload_type)
+            .write_sample(&sample)
+            .await
+        {
+            Ok(_) => {
+                self.params.bytes_sent.fetch_add(bytes, Relaxed);
+                self.params.metrics.audio_packets.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(session_id = %self.params.session_id, "audio write_sample: {e}")
+            }
+        }
     }
-    Ok(reason)
+
+    /// Publishes the period's figures, with the transport's RTT and loss.
+    async fn publish(&mut self, sample: MetricsSample) {
+        let metrics = &self.params.metrics;
+        metrics.fps_x100.store((sample.fps * 100.0) as u64, Relaxed);
+        if let Some(us) = sample.encode_us {
+            metrics.encode_us.store(us, Relaxed);
+        }
+        if let Some(m) = &self.media {
+            metrics
+                .bitrate_kbps
+                .store(u64::from(m.encoder.bitrate()), Relaxed);
+            let counters = m.pipeline.counters();
+            metrics
+                .frames_dropped
+                .store(counters.dropped.load(Relaxed), Relaxed);
+        }
+        let report = self
+            .pc
+            .get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+            .await;
+        for entry in report.iter() {
+            if let rtc::statistics::report::RTCStatsReportEntry::RemoteInboundRtp(s) = entry
+                && s.round_trip_time_measurements > 0
+            {
+                metrics
+                    .rtt_us
+                    .store((s.round_trip_time * 1e6) as u64, Relaxed);
+                metrics
+                    .loss_permille
+                    .store((s.fraction_lost * 1000.0) as u64, Relaxed);
+            }
+        }
+    }
+
+    /// Stops the tasks, the media path and the title.
+    async fn finish(&mut self, reason: &str) {
+        let sid = &self.params.session_id;
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(path) = &self.input {
+            tracing::info!(session_id = %sid, counters = ?path.counters(), "input summary");
+        }
+        if let Some(Media { pipeline, .. }) = self.media.take() {
+            let counters = pipeline.counters();
+            tracing::info!(
+                session_id = %sid,
+                captured = counters.captured.load(Relaxed),
+                encoded = counters.encoded.load(Relaxed),
+                dropped = counters.dropped.load(Relaxed),
+                %reason,
+                "session ended"
+            );
+            // Joining the media threads blocks for up to a frame; keep it off the runtime.
+            let _ = tokio::task::spawn_blocking(move || drop(pipeline)).await;
+        }
+        if let Some(title) = self.title.take() {
+            // Stopping the title waits for its processes to exit.
+            let _ = tokio::task::spawn_blocking(move || drop(title)).await;
+        }
+    }
 }
 
-/// The next encoder bitrate given the current one and the congestion estimate (kbit/s): a drop
-/// is followed at once, a rise by a third of the gap.
-fn smooth_bitrate(current: u32, estimate: u32) -> u32 {
-    if current == 0 || estimate <= current {
-        estimate
-    } else {
-        current + (estimate - current).div_ceil(3)
+/// The peer connection's states the core acts on.
+fn peer_state(state: RTCPeerConnectionState) -> Option<PeerState> {
+    match state {
+        RTCPeerConnectionState::Connected => Some(PeerState::Connected),
+        RTCPeerConnectionState::Disconnected => Some(PeerState::Disconnected),
+        RTCPeerConnectionState::Failed => Some(PeerState::Failed),
+        RTCPeerConnectionState::Closed => Some(PeerState::Closed),
+        _ => None,
     }
-}
-
-async fn add_candidate(pc: &Arc<dyn PeerConnection>, sid: &str, c: IceCandidate) {
-    if c.candidate.is_empty() {
-        return; // end-of-candidates marker
-    }
-    let init = RTCIceCandidateInit {
-        candidate: c.candidate,
-        sdp_mid: c.sdp_mid,
-        sdp_mline_index: c.sdp_mline_index,
-        ..Default::default()
-    };
-    if let Err(e) = pc.add_ice_candidate(init).await {
-        tracing::debug!(session_id = %sid, "ignoring a remote candidate: {e}");
-    }
-}
-
-async fn negotiated_payload_type(
-    sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>,
-) -> Option<u8> {
-    sender
-        .get_parameters()
-        .await
-        .ok()?
-        .rtp_parameters
-        .codecs
-        .first()
-        .map(|c| c.payload_type)
 }
 
 /// Starts the title and the encoder on a blocking thread (Vulkan, GStreamer and the title's
 /// first frame block), then the media threads.
 async fn start_media(
     params: &SessionParams,
-    out: mpsc::Sender<EncodedFrame>,
+    out: mpsc::Sender<MediaFrame>,
     audio_out: Option<mpsc::Sender<AudioPacket>>,
     hint: Arc<PointerHint>,
-    rung: Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<(MediaPipeline, Arc<Encoder>, RunningTitle), String> {
     let v = params.video.clone();
     let kind = params.title.clone();
@@ -604,86 +593,12 @@ async fn start_media(
             let mut policy = RoiPolicy::new(width, height);
             policy.quality = v.roi_quality;
             policy.size_fraction = v.roi_size;
-            (policy, hint)
+            RoiSettings { policy, hint }
         });
-        let pipeline = MediaPipeline::start(source, encoder.clone(), out, roi, rung)
+        let pipeline = MediaPipeline::start(source, encoder.clone(), out, roi)
             .map_err(|e| format!("cannot start the media threads: {e}"))?;
         Ok((pipeline, encoder, title))
     })
     .await
     .map_err(|e| format!("media setup panicked: {e}"))?
-}
-
-/// The figures of the current second, published to the session's metrics once a second.
-struct Second {
-    since: tokio::time::Instant,
-    frames: u64,
-    encode_ns: u64,
-}
-
-impl Default for Second {
-    fn default() -> Self {
-        Self {
-            since: tokio::time::Instant::now(),
-            frames: 0,
-            encode_ns: 0,
-        }
-    }
-}
-
-impl Second {
-    async fn publish(
-        &mut self,
-        metrics: &SessionMetrics,
-        media: Option<&(MediaPipeline, Arc<Encoder>)>,
-        pc: &Arc<dyn PeerConnection>,
-    ) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let secs = self.since.elapsed().as_secs_f64().max(1e-3);
-        metrics
-            .fps_x100
-            .store((self.frames as f64 * 100.0 / secs) as u64, Relaxed);
-        if let Some(per_frame_ns) = self.encode_ns.checked_div(self.frames) {
-            metrics.encode_us.store(per_frame_ns / 1000, Relaxed);
-        }
-        if let Some((pipeline, encoder)) = media {
-            metrics
-                .bitrate_kbps
-                .store(u64::from(encoder.bitrate()), Relaxed);
-            let counters = pipeline.counters();
-            metrics
-                .frames_dropped
-                .store(counters.dropped.load(Relaxed), Relaxed);
-        }
-        let report = pc
-            .get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
-            .await;
-        for entry in report.iter() {
-            if let rtc::statistics::report::RTCStatsReportEntry::RemoteInboundRtp(s) = entry
-                && s.round_trip_time_measurements > 0
-            {
-                metrics
-                    .rtt_us
-                    .store((s.round_trip_time * 1e6) as u64, Relaxed);
-                metrics
-                    .loss_permille
-                    .store((s.fraction_lost * 1000.0) as u64, Relaxed);
-            }
-        }
-        *self = Second::default();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::smooth_bitrate;
-
-    #[test]
-    fn bitrate_drops_at_once_and_rises_smoothly() {
-        assert_eq!(smooth_bitrate(4000, 1000), 1000);
-        assert_eq!(smooth_bitrate(0, 3000), 3000);
-        assert_eq!(smooth_bitrate(1000, 4000), 2000);
-        assert_eq!(smooth_bitrate(2000, 4000), 2667);
-        assert_eq!(smooth_bitrate(4000, 4000), 4000);
-    }
 }

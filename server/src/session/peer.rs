@@ -31,10 +31,8 @@ use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnect
 /// to 4096 packets) and add that wait to every frame behind them.
 pub const PACING_FACTOR: f64 = 2.5;
 
-pub use stream_formats::{
-    H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, PLAYOUT_DELAY_URI, RTX_PAYLOAD_TYPE, h264_codec,
-    opus_codec, register_stream_formats, rtx_codec,
-};
+pub(crate) use stream_formats::{H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, h264_codec, opus_codec};
+use stream_formats::{RTX_PAYLOAD_TYPE, register_stream_formats, rtx_codec};
 
 /// The congestion controller's latest target, published for the session to read.
 #[derive(Debug, Clone)]

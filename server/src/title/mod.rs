@@ -2,12 +2,14 @@
 //! catalog program run in its own [`Sandbox`] with the capture layer, each with its sound in
 //! the session's own sink, and input going to the title's display.
 
+pub mod demo;
+pub mod sandbox;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use capture::Source;
 use capture::layer::LayerInstall;
-use capture::offscreen::DemoSource;
 use input::inject::Injector;
 use input::inject::xtest::XTestInjector;
 use signaling::catalog::Launch;
@@ -15,9 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::audio::{AudioCapture, AudioPacket, SessionSink, SoundServer, TonePlayer};
 use crate::config::{SessionConfig, VideoConfig};
-use crate::controls::DemoInjector;
 use crate::metrics::NodeMetrics;
-use crate::sandbox::{Sandbox, SandboxSpec};
+use sandbox::{Sandbox, SandboxSpec};
 
 /// The built-in demo title's name in [`Launch::Builtin`].
 pub const DEMO_BUILTIN: &str = "demo";
@@ -85,11 +86,12 @@ impl NodeResources {
             tracing::warn!("catalog titles cannot be captured: {e}");
         }
         let sound = if config.audio {
-            SoundServer::start(&dir.join("pulse")).map_err(|e| e.to_string())
+            SoundServer::connect_or_start(config.pulse_server.as_deref(), &dir.join("pulse"))
+                .map_err(|e| e.to_string())
         } else {
             Err("sound is off in the node's configuration".into())
         };
-        // (`SoundServer::start` logs its own readiness.)
+        // (The sound server logs its own readiness.)
         if let Err(e) = &sound {
             tracing::warn!("sessions will have no sound: {e}");
         }
@@ -183,9 +185,7 @@ impl RunningTitle {
         };
         let mut title = match kind {
             TitleKind::Demo => {
-                let source = DemoSource::new(video.width, video.height, video.fps)
-                    .map_err(|e| format!("cannot start the demo title: {e}"))?;
-                let injector = DemoInjector::new(source.controls(), video.width, video.height);
+                let (source, injector) = demo::start(video)?;
                 RunningTitle {
                     source: Some(Box::new(source)),
                     injector: Some(Box::new(injector)),
@@ -231,15 +231,7 @@ impl RunningTitle {
         if let (Some(sink), Some(out), Some(server)) = (sink, audio_out, resources.sound()) {
             // The demo's sound is a steady tone, played into its sink like any title's.
             let tone = match kind {
-                TitleKind::Demo => {
-                    match TonePlayer::start(server, &sink, crate::audio::DEMO_TONE_HZ) {
-                        Ok(t) => Some(t),
-                        Err(e) => {
-                            tracing::warn!(session_id, "the demo's tone cannot play: {e}");
-                            None
-                        }
-                    }
-                }
+                TitleKind::Demo => demo::start_tone(server, &sink, session_id),
                 TitleKind::Command(_) => None,
             };
             match AudioCapture::start(server, &sink, out) {

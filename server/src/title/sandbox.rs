@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use capture::display::Xvfb;
 use capture::layer::{LayerInstall, RingSource};
-use capture::presenter::Xvfb;
 use capture::{CaptureError, Frame, Source};
 
 /// How long a title has to exit after SIGTERM before its process group is killed.

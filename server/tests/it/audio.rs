@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 
 use server::audio::{
     AudioCapture, AudioError, AudioPacket, DEMO_TONE_HZ, FRAME_DURATION, FRAME_SAMPLES,
-    SAMPLE_RATE, SessionSink, SoundServer, TonePlayer, dominant_frequency,
+    SAMPLE_RATE, SessionSink, SoundServer, TonePlayer,
 };
 use tokio::sync::mpsc;
+
+mod spectrum;
+
+use spectrum::dominant_frequency;
 
 /// Whether the PulseAudio programs are installed; prints why the test skips when not.
 fn have_pulse(test: &str) -> bool {
@@ -319,6 +323,20 @@ fn connecting_uses_a_running_server_and_leaves_it_running() {
         err.to_string().contains("unset PULSE_SERVER or start one"),
         "{err}"
     );
+
+    // The node's start: the configured server when it answers, else its own, and its own when
+    // none is configured.
+    let configured = SoundServer::connect_or_start(Some(&owner.server()), &runtime_dir("cfg"))
+        .expect("configured server");
+    assert_eq!(
+        (configured.pid(), configured.server()),
+        (None, owner.server())
+    );
+    for address in [Some(nowhere.as_str()), Some(""), None] {
+        let own = SoundServer::connect_or_start(address, &runtime_dir("own")).expect("own server");
+        assert!(own.pid().is_some(), "{address:?}: starts its own");
+        assert_ne!(own.server(), owner.server());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,11 +8,11 @@ use std::time::Duration;
 use server::Node;
 use server::config::NodeConfig;
 use signaling::config::Config;
-use signaling::service::{Service, Shared};
+use signaling::service::{ReplicaState, Service};
 use tokio::sync::watch;
 
 /// Waits until `shared` lists (`present`) or stops listing the node `id`.
-async fn wait_node(shared: &Shared, id: &str, present: bool, what: &str) {
+async fn wait_node(shared: &ReplicaState, id: &str, present: bool, what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while shared.local.node_ids().iter().any(|n| n == id) != present {
         assert!(tokio::time::Instant::now() < deadline, "{what}");

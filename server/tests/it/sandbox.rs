@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use capture::Source;
 use capture::layer::LayerInstall;
-use server::sandbox::{Sandbox, SandboxError, SandboxSpec};
+use server::title::sandbox::{Sandbox, SandboxError, SandboxSpec};
 
 /// Sandboxes start Xvfb and Vulkan titles; one at a time on two cores.
 fn exclusive() -> std::sync::MutexGuard<'static, ()> {

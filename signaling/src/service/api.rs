@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::guard::has_key;
-use super::{Shared, now_ms};
+use super::{ReplicaState, now_ms};
 use crate::assign::{PROBE_TOP_K, Request, plan, probe_targets};
 use crate::catalog::{DEMO_TITLE, ManifestError, Title, TitleManifest};
 use crate::geo::resolve_location;
@@ -43,7 +43,7 @@ fn store_error(e: StoreError) -> Response {
 }
 
 /// The refusal to send, unless the operator key is absent (open demo) or presented.
-fn operator(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+fn operator(shared: &ReplicaState, headers: &HeaderMap) -> Option<Response> {
     match &shared.operator_key {
         Some(key) if !has_key(headers, key) => Some(error(
             StatusCode::UNAUTHORIZED,
@@ -54,7 +54,7 @@ fn operator(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// The studio presenting its key, if any.
-fn studio<'a>(shared: &'a Shared, headers: &HeaderMap) -> Result<&'a str, Box<Response>> {
+fn studio<'a>(shared: &'a ReplicaState, headers: &HeaderMap) -> Result<&'a str, Box<Response>> {
     shared
         .studios
         .iter()
@@ -90,7 +90,10 @@ fn serve_file(path: &str) -> Response {
     }
 }
 
-pub(crate) async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub(crate) async fn metrics(
+    State(shared): State<Arc<ReplicaState>>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(r) = operator(&shared, &headers) {
         return r;
     }
@@ -128,7 +131,7 @@ struct TokenResponse {
 /// (an identity provider's proxy or backend), and they name the user (`X-Stratus-User` header
 /// or `user` in the body). Without one (the demo), anyone gets a guest token.
 pub(crate) async fn issue_token(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     headers: HeaderMap,
     body: Option<Json<TokenRequest>>,
 ) -> Response {
@@ -187,7 +190,7 @@ struct TitleSummary<'a> {
 }
 
 /// `GET /api/titles`: the catalog for the title picker.
-pub(crate) async fn list_titles(State(shared): State<Arc<Shared>>) -> Response {
+pub(crate) async fn list_titles(State(shared): State<Arc<ReplicaState>>) -> Response {
     let (titles, nodes) = match (
         shared.store.titles().await,
         shared.store.nodes(now_ms()).await,
@@ -213,7 +216,7 @@ pub(crate) async fn list_titles(State(shared): State<Arc<Shared>>) -> Response {
 
 /// `GET /api/titles/{id}`.
 pub(crate) async fn get_title(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     Path(id): Path<String>,
 ) -> Response {
     match shared.store.title(&id).await {
@@ -225,7 +228,7 @@ pub(crate) async fn get_title(
 
 /// `PUT /api/titles/{id}`: a studio publishes or updates one of its titles.
 pub(crate) async fn put_title(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -288,7 +291,7 @@ pub(crate) async fn put_title(
 
 /// `DELETE /api/titles/{id}`: a studio withdraws one of its titles.
 pub(crate) async fn delete_title(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -334,7 +337,7 @@ struct ProbeTarget {
 /// `GET /api/probe?title=…`: the nearest candidates' probe URLs, for the client to time
 /// before its hello.
 pub(crate) async fn probe(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<ProbeQuery>,
@@ -379,7 +382,7 @@ struct NodeView {
 }
 
 /// `GET /api/nodes`: the live fleet (operator).
-pub(crate) async fn nodes(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub(crate) async fn nodes(State(shared): State<Arc<ReplicaState>>, headers: HeaderMap) -> Response {
     if let Some(r) = operator(&shared, &headers) {
         return r;
     }
@@ -398,7 +401,7 @@ pub(crate) async fn nodes(State(shared): State<Arc<Shared>>, headers: HeaderMap)
 
 /// `POST /api/nodes/{id}/drain` (operator): the node takes no new sessions.
 pub(crate) async fn drain(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -439,7 +442,7 @@ pub(crate) struct SessionsQuery {
 
 /// `GET /api/sessions?limit=N` (operator): session records, newest first.
 pub(crate) async fn sessions(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     headers: HeaderMap,
     Query(query): Query<SessionsQuery>,
 ) -> Response {

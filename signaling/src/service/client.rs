@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::guard::{RateLimiter, origin_allowed};
 use super::routing::{self, ClientEntry, Ended, OUTBOX_DEPTH, Outbox, send};
-use super::{HELLO_TIMEOUT, LEASE_MS, Shared, now_ms};
+use super::{HELLO_TIMEOUT, LEASE_MS, ReplicaState, now_ms};
 use crate::assign::{Request, plan};
 use crate::catalog::DEMO_TITLE;
 use crate::geo::{Location, resolve_location};
@@ -49,7 +49,7 @@ fn unix_now() -> u64 {
 
 /// Verifies a token and spends its nonce; the error is what the peer is told.
 pub(crate) async fn admit(
-    shared: &Shared,
+    shared: &ReplicaState,
     key: &crate::token::TokenKey,
     token: Option<&str>,
     audience: &str,
@@ -85,7 +85,7 @@ pub(crate) async fn admit(
 /// `GET /ws`: checks the `Origin` and the token before upgrading.
 pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
@@ -167,7 +167,7 @@ pub(crate) struct Discipline {
 }
 
 impl Discipline {
-    pub(crate) fn new(shared: &Shared) -> Self {
+    pub(crate) fn new(shared: &ReplicaState) -> Self {
         Self {
             strikes: 0,
             rate: RateLimiter::new(shared.limits.messages_per_s, shared.limits.burst),
@@ -175,7 +175,7 @@ impl Discipline {
     }
 
     /// `false` when the peer exceeded its rate; it is told and should be closed.
-    pub(crate) fn admit(&mut self, shared: &Shared, outbox: &Outbox) -> bool {
+    pub(crate) fn admit(&mut self, shared: &ReplicaState, outbox: &Outbox) -> bool {
         if self.rate.allow() {
             return true;
         }
@@ -190,7 +190,7 @@ impl Discipline {
     /// Refuses one message; `true` when the peer has used up its strikes.
     pub(crate) fn bad(
         &mut self,
-        shared: &Shared,
+        shared: &ReplicaState,
         outbox: &Outbox,
         code: ErrorCode,
         message: String,
@@ -213,7 +213,7 @@ struct Hello {
 }
 
 async fn wait_hello(
-    shared: &Shared,
+    shared: &ReplicaState,
     stream: &mut SplitStream<WebSocket>,
     outbox: &Outbox,
     discipline: &mut Discipline,
@@ -277,7 +277,7 @@ struct Admitted {
 
 /// Plans and reserves; on refusal, the error to send.
 async fn assign(
-    shared: &Shared,
+    shared: &ReplicaState,
     claims: &Claims,
     location: &Location,
     hello: &Hello,
@@ -298,7 +298,7 @@ async fn assign(
 }
 
 async fn assign_inner(
-    shared: &Shared,
+    shared: &ReplicaState,
     claims: &Claims,
     location: &Location,
     hello: &Hello,
@@ -390,7 +390,12 @@ async fn assign_inner(
     Err((code, message, "refused"))
 }
 
-async fn connection(socket: WebSocket, shared: Arc<Shared>, claims: Claims, location: Location) {
+async fn connection(
+    socket: WebSocket,
+    shared: Arc<ReplicaState>,
+    claims: Claims,
+    location: Location,
+) {
     shared
         .metrics
         .client_connections
@@ -400,7 +405,12 @@ async fn connection(socket: WebSocket, shared: Arc<Shared>, claims: Claims, loca
     shared.metrics.clients_open.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn session(socket: WebSocket, shared: &Arc<Shared>, claims: Claims, location: Location) {
+async fn session(
+    socket: WebSocket,
+    shared: &Arc<ReplicaState>,
+    claims: Claims,
+    location: Location,
+) {
     let (outbox, mut stream) = spawn_writer(socket);
     let mut discipline = Discipline::new(shared);
     let Some(hello) = wait_hello(shared, &mut stream, &outbox, &mut discipline).await else {
@@ -501,7 +511,7 @@ async fn session(socket: WebSocket, shared: &Arc<Shared>, claims: Claims, locati
                 }
                 ended = &mut end_rx => {
                     if let Ok(ended) = ended {
-                        send(&outbox, ServerMsg::SessionEnded { reason: ended.reason.clone() });
+                        send(&outbox, ServerMsg::SessionEnded { reason: ended.reason.clone(), permanent: ended.permanent });
                         node_ended = Some(ended);
                     }
                     break;
@@ -510,8 +520,8 @@ async fn session(socket: WebSocket, shared: &Arc<Shared>, claims: Claims, locati
                     match shared.store.renew(&node.node_id, &session_id, record.epoch, LEASE_MS, now_ms()).await {
                         Ok(true) => {}
                         Ok(false) => {
-                            let ended = Ended { reason: "the session's reservation was lost".into(), stats: None };
-                            send(&outbox, ServerMsg::SessionEnded { reason: ended.reason.clone() });
+                            let ended = Ended { reason: "the session's reservation was lost".into(), permanent: false, stats: None };
+                            send(&outbox, ServerMsg::SessionEnded { reason: ended.reason.clone(), permanent: false });
                             node_ended = Some(ended);
                             break;
                         }

@@ -73,10 +73,10 @@ pub(crate) fn now_ms() -> u64 {
 
 /// Everything a connection handler needs, shared by all of one replica's connections.
 #[derive(Debug)]
-pub struct Shared {
+pub struct ReplicaState {
     /// This replica's id.
     pub replica: String,
-    /// Shared state.
+    /// The store every replica shares.
     pub store: Arc<dyn Store>,
     /// Verifies client tokens.
     pub token_key: TokenKey,
@@ -100,7 +100,7 @@ pub struct Shared {
     pub metrics: Metrics,
 }
 
-impl Shared {
+impl ReplicaState {
     /// Builds the shared state from a configuration, connecting to the store.
     pub async fn from_config(config: &Config) -> Result<Arc<Self>, SignalingError> {
         let bad =
@@ -261,7 +261,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Service {
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<ReplicaState>,
 }
 
 impl Service {
@@ -273,14 +273,14 @@ impl Service {
 
     /// Binds the service with `config` to `addr`.
     pub async fn bind_with(addr: SocketAddr, config: &Config) -> Result<Self, SignalingError> {
-        let shared = Shared::from_config(config).await?;
+        let shared = ReplicaState::from_config(config).await?;
         Self::bind_shared(addr, shared).await
     }
 
     /// Binds a service over prepared shared state to `addr`.
     pub async fn bind_shared(
         addr: SocketAddr,
-        shared: Arc<Shared>,
+        shared: Arc<ReplicaState>,
     ) -> Result<Self, SignalingError> {
         let listener = TcpListener::bind(addr).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
@@ -300,7 +300,7 @@ impl Service {
     }
 
     /// The shared state, for embedding and tests.
-    pub fn shared(&self) -> Arc<Shared> {
+    pub fn shared(&self) -> Arc<ReplicaState> {
         self.shared.clone()
     }
 
@@ -336,7 +336,7 @@ impl Service {
 }
 
 /// The service's routes over shared state.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<ReplicaState>) -> Router {
     Router::new()
         .route("/", get(api::static_file_root))
         .route("/{file}", get(api::static_file))

@@ -18,7 +18,7 @@ use super::client::{
 };
 use super::guard::bearer;
 use super::routing::{self, NodeEntry, Outbox, send};
-use super::{HEARTBEAT_MS, Shared, now_ms};
+use super::{HEARTBEAT_MS, ReplicaState, now_ms};
 use crate::protocol::{ErrorCode, MAX_MESSAGE_BYTES, NodeMsg, PROTOCOL_VERSION, ServerMsg, parse};
 use crate::store::{Envelope, NodeRecord};
 use crate::token::AUD_NODE;
@@ -29,7 +29,7 @@ const MAX_TITLES: usize = 1024;
 /// `GET /ws/node`: checks the node token (when nodes must authenticate) before upgrading.
 pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ReplicaState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
@@ -52,7 +52,7 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| connection(socket, shared, subject))
 }
 
-async fn connection(socket: WebSocket, shared: Arc<Shared>, subject: Option<String>) {
+async fn connection(socket: WebSocket, shared: Arc<ReplicaState>, subject: Option<String>) {
     shared
         .metrics
         .node_connections
@@ -68,7 +68,7 @@ fn refuse(outbox: &Outbox, code: ErrorCode, message: impl Into<String>) {
 
 /// Waits for the node's hello and registers it; `None` when it was refused or left.
 async fn register(
-    shared: &Arc<Shared>,
+    shared: &Arc<ReplicaState>,
     stream: &mut SplitStream<WebSocket>,
     outbox: &Outbox,
     discipline: &mut Discipline,
@@ -215,7 +215,7 @@ async fn register(
     }
 }
 
-async fn run(socket: WebSocket, shared: &Arc<Shared>, subject: Option<String>) {
+async fn run(socket: WebSocket, shared: &Arc<ReplicaState>, subject: Option<String>) {
     let (outbox, mut stream) = spawn_writer(socket);
     let mut discipline = Discipline::new(shared);
     let Some((record, mut kill)) = register(
@@ -320,6 +320,7 @@ async fn run(socket: WebSocket, shared: &Arc<Shared>, subject: Option<String>) {
             Ok(NodeMsg::SessionEnded {
                 session_id,
                 reason,
+                permanent,
                 stats,
             }) => {
                 if let Some(replica) = relay(&session_id) {
@@ -330,6 +331,7 @@ async fn run(socket: WebSocket, shared: &Arc<Shared>, subject: Option<String>) {
                         Envelope::SessionEnded {
                             session_id,
                             reason,
+                            permanent,
                             stats,
                         },
                     )
@@ -366,6 +368,7 @@ async fn run(socket: WebSocket, shared: &Arc<Shared>, subject: Option<String>) {
             Envelope::SessionEnded {
                 session_id,
                 reason: format!("node {node_id} was lost"),
+                permanent: false,
                 stats: None,
             },
         )

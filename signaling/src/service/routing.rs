@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Shared, now_ms};
+use super::{ReplicaState, now_ms};
 use crate::protocol::{ServerMsg, SessionStats};
 use crate::store::{Envelope, NODE_TTL_MS};
 
@@ -27,6 +27,8 @@ pub(crate) const OUTBOX_DEPTH: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Ended {
     pub reason: String,
+    /// Trying again would end the same way.
+    pub permanent: bool,
     pub stats: Option<SessionStats>,
 }
 
@@ -141,6 +143,7 @@ impl Local {
             if let Some(end) = c.end.take() {
                 let _ = end.send(Ended {
                     reason: "the signaling replica is shutting down; reconnect".into(),
+                    permanent: false,
                     stats: None,
                 });
             }
@@ -156,7 +159,7 @@ pub(crate) fn send(outbox: &Outbox, msg: ServerMsg) {
 }
 
 /// Sends an envelope to `replica`: handled here when it is this one, published otherwise.
-pub(crate) async fn deliver(shared: &Arc<Shared>, replica: &str, envelope: Envelope) {
+pub(crate) async fn deliver(shared: &Arc<ReplicaState>, replica: &str, envelope: Envelope) {
     if replica == shared.replica {
         handle(shared, envelope).await;
         return;
@@ -172,7 +175,7 @@ pub(crate) async fn deliver(shared: &Arc<Shared>, replica: &str, envelope: Envel
 }
 
 /// Acts on an envelope addressed to this replica.
-pub(crate) async fn handle(shared: &Arc<Shared>, envelope: Envelope) {
+pub(crate) async fn handle(shared: &Arc<ReplicaState>, envelope: Envelope) {
     match envelope {
         Envelope::ToNode {
             node_id,
@@ -210,6 +213,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, envelope: Envelope) {
                             Envelope::SessionEnded {
                                 session_id: session_id.clone(),
                                 reason: format!("node {node_id} was lost"),
+                                permanent: false,
                                 stats: None,
                             },
                         ))
@@ -232,18 +236,22 @@ pub(crate) async fn handle(shared: &Arc<Shared>, envelope: Envelope) {
         Envelope::SessionEnded {
             session_id,
             reason,
+            permanent,
             stats,
-        } => end_client_session(shared, &session_id, reason, stats),
+        } => end_client_session(
+            shared,
+            &session_id,
+            Ended {
+                reason,
+                permanent,
+                stats,
+            },
+        ),
     }
 }
 
 /// Tells a client's task here that its session is over.
-pub(crate) fn end_client_session(
-    shared: &Shared,
-    session_id: &str,
-    reason: String,
-    stats: Option<SessionStats>,
-) {
+pub(crate) fn end_client_session(shared: &ReplicaState, session_id: &str, ended: Ended) {
     let end = shared
         .local
         .lock()
@@ -251,12 +259,12 @@ pub(crate) fn end_client_session(
         .get_mut(session_id)
         .and_then(|c| c.end.take());
     if let Some(end) = end {
-        let _ = end.send(Ended { reason, stats });
+        let _ = end.send(ended);
     }
 }
 
 /// Receives envelopes other replicas publish to this one.
-pub(crate) async fn run_inbox(shared: Arc<Shared>, mut inbox: mpsc::Receiver<Envelope>) {
+pub(crate) async fn run_inbox(shared: Arc<ReplicaState>, mut inbox: mpsc::Receiver<Envelope>) {
     while let Some(envelope) = inbox.recv().await {
         shared
             .metrics
@@ -269,7 +277,7 @@ pub(crate) async fn run_inbox(shared: Arc<Shared>, mut inbox: mpsc::Receiver<Env
 
 /// Every second: drops nodes connected here that fell silent, and ends sessions whose node is
 /// no longer alive anywhere (its replica may have died with it).
-pub(crate) async fn run_sweeper(shared: Arc<Shared>) {
+pub(crate) async fn run_sweeper(shared: Arc<ReplicaState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -307,8 +315,11 @@ pub(crate) async fn run_sweeper(shared: Arc<Shared>) {
             end_client_session(
                 &shared,
                 &session_id,
-                format!("node {node_id} was lost"),
-                None,
+                Ended {
+                    reason: format!("node {node_id} was lost"),
+                    permanent: false,
+                    stats: None,
+                },
             );
         }
     }

@@ -145,6 +145,9 @@ pub enum Envelope {
         session_id: String,
         /// Why.
         reason: String,
+        /// Whether trying again would end the same way.
+        #[serde(default)]
+        permanent: bool,
         /// What it carried.
         stats: Option<SessionStats>,
     },

@@ -359,6 +359,7 @@ async fn routing_contract(s: &dyn Store) {
         Envelope::SessionEnded {
             session_id: "s1".into(),
             reason: "title exited".into(),
+            permanent: true,
             stats: Some(SessionStats {
                 bytes_sent: 42,
                 rtt_ms: Some(20.5),

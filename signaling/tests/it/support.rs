@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use signaling::config::Config;
-use signaling::service::{Service, Shared};
+use signaling::service::{ReplicaState, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -22,7 +22,7 @@ pub type Ws =
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ReplicaState>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<Result<(), signaling::SignalingError>>>,
 }
@@ -52,7 +52,7 @@ pub async fn start_with(config: &Config) -> Running {
 }
 
 /// Starts a service over prepared shared state.
-pub async fn start_shared(shared: Arc<Shared>) -> Running {
+pub async fn start_shared(shared: Arc<ReplicaState>) -> Running {
     let service = Service::bind_shared("127.0.0.1:0".parse().expect("addr"), shared)
         .await
         .expect("bind");

@@ -64,13 +64,13 @@ impl Drop for Reaped {
     }
 }
 
-/// An Xvfb server on a free display; see [`capture::presenter::Xvfb`].
+/// An Xvfb server on a free display; see [`capture::display::Xvfb`].
 pub struct Xvfb;
 
 impl Xvfb {
     /// Starts one, failing the test with the reason if it cannot.
-    pub fn start() -> capture::presenter::Xvfb {
-        capture::presenter::Xvfb::start().expect("start Xvfb")
+    pub fn start() -> capture::display::Xvfb {
+        capture::display::Xvfb::start().expect("start Xvfb")
     }
 }
 
@@ -99,8 +99,33 @@ pub fn install(dir: &Path) -> LayerInstall {
     LayerInstall::write(dir, library).expect("write the manifest")
 }
 
+/// Our test title, `stratus-vk-testapp` (package `capture-testapp`), which cargo builds next
+/// to the test programs in `target/<profile>/`. It is another package's binary, so
+/// `cargo test -p capture-layer` alone does not build it: build the workspace, or test with
+/// `-p capture-testapp` too.
+pub fn testapp() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let app = dir.join("stratus-vk-testapp");
+    assert!(
+        app.is_file(),
+        "{} is missing: build it with `cargo build -p capture-testapp` (or test with \
+         `cargo test -p capture-layer -p capture-testapp`)",
+        app.display()
+    );
+    app
+}
+
 /// A command for a title on `display` with the layer enabled and pointed at `socket`.
-pub fn title(program: &str, display: &str, install: &LayerInstall, socket: &Path) -> Command {
+pub fn title(
+    program: impl AsRef<std::ffi::OsStr>,
+    display: &str,
+    install: &LayerInstall,
+    socket: &Path,
+) -> Command {
     let mut cmd = Command::new(program);
     cmd.env("DISPLAY", display)
         .env("STRATUS_CAPTURE_LOG", "info")

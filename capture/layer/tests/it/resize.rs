@@ -6,13 +6,11 @@ use std::time::Duration;
 use capture::Frame;
 use capture::convert::reference_i420;
 use capture::layer::RingSource;
-use capture::presenter::test_pattern;
+use capture::synthetic::test_pattern;
 
 use crate::harness::{
-    Reaped, TempDir, Xvfb, check_ids, collect, install, max_diff, require, title,
+    Reaped, TempDir, Xvfb, check_ids, collect, install, max_diff, require, testapp, title,
 };
-
-const TESTAPP: &str = env!("CARGO_BIN_EXE_stratus-vk-testapp");
 
 fn reference(w: u32, h: u32, phase: u32) -> Vec<u8> {
     let pattern = test_pattern(w, h, phase);
@@ -43,7 +41,7 @@ fn resized_swapchain_keeps_being_captured_at_the_new_size() {
     let install = install(&dir.0);
     let mut source = RingSource::listen(dir.0.join("capture.sock")).expect("listen");
     let mut child = Reaped(
-        title(TESTAPP, &x.display, &install, source.socket_path())
+        title(testapp(), &x.display, &install, source.socket_path())
             .args([
                 "--phase",
                 "320x240:60",
@@ -113,7 +111,7 @@ fn srgb_swapchains_are_captured_as_stored() {
     let install = install(&dir.0);
     let mut source = RingSource::listen(dir.0.join("capture.sock")).expect("listen");
     let mut child = Reaped(
-        title(TESTAPP, &x.display, &install, source.socket_path())
+        title(testapp(), &x.display, &install, source.socket_path())
             .args([
                 "--phase",
                 "256x144:40",
@@ -154,7 +152,7 @@ fn the_node_can_go_away_and_come_back() {
     let socket = dir.0.join("capture.sock");
     let mut first = RingSource::listen(&socket).expect("listen");
     let mut child = Reaped(
-        title(TESTAPP, &x.display, &install, &socket)
+        title(testapp(), &x.display, &install, &socket)
             .args(["--phase", "320x180:400", "--interval-ms", "10"])
             .spawn()
             .expect("start the test title"),

@@ -1,5 +1,5 @@
-//! Finding the loudest frequency in a block of samples, for tests that check what a listener
-//! would hear.
+//! Finding the loudest frequency in a block of samples, to check what a listener would hear.
+//! Test tooling: it lives with the tests, not in the node's library.
 
 /// Longest input analysed; longer input is cut to its last this-many samples.
 const MAX_LEN: usize = 1 << 17;
@@ -12,7 +12,7 @@ const MAX_LEN: usize = 1 << 17;
 /// peak bin of a radix-2 FFT is refined by Gaussian interpolation over its neighbours, which
 /// gives a small fraction of a bin: about 0.1 Hz for a pure tone in one second at 48 kHz.
 /// Input longer than 131072 samples is cut to its last 131072.
-pub fn dominant_frequency(samples: &[f32], sample_rate: f64) -> f64 {
+pub(crate) fn dominant_frequency(samples: &[f32], sample_rate: f64) -> f64 {
     let samples = &samples[samples.len().saturating_sub(MAX_LEN)..];
     let n = samples.len();
     if n < 4 || sample_rate.is_nan() || sample_rate <= 0.0 {

@@ -1,5 +1,5 @@
 //! `stratus-vk-testapp`: a small Vulkan title for testing the capture layer. It opens an X11
-//! window, presents the known test image (`capture::presenter::test_pattern`) for a number of
+//! window, presents the known test image (`capture::synthetic::test_pattern`) for a number of
 //! frames, and for every further phase resizes its window, recreates its swapchain at the new
 //! size and presents again.
 //!
@@ -7,12 +7,14 @@
 //! stratus-vk-testapp --phase 320x240:60 --phase 640x360:60 [--interval-ms 10] [--format bgra|bgra-srgb|rgba]
 //! ```
 //!
-//! Prints one line per phase: `phase <i> <width>x<height> frames <n> present_p50_ms <ms>`.
+//! Prints one line per phase:
+//! `phase <i> <width>x<height> format <vk::Format> frames <n> present_p50_ms <ms>`.
 
 use std::time::Duration;
 
 use ash::vk;
-use capture::presenter::{Presenter, PresenterOptions, test_pattern};
+use capture::synthetic::test_pattern;
+use capture_testapp::{Presenter, PresenterOptions};
 
 struct Phase {
     width: u32,

@@ -1,7 +1,4 @@
-//! A minimal windowed Vulkan program: an X11 window (XCB), a swapchain, and frames uploaded
-//! from the CPU. It is the test title for the capture layer: it presents a known image, so a
-//! captured frame can be checked against the CPU conversion of that image, and it can resize
-//! its window and recreate its swapchain on demand. The layer benchmark times its present call.
+//! [`Presenter`]: an X11 window (XCB), a swapchain, and frames uploaded from the CPU.
 //!
 //! The window lives on the X display in `DISPLAY` (Xvfb in tests); Vulkan comes from the
 //! system loader, so layers enabled through the environment (or [`PresenterOptions::layers`])
@@ -11,51 +8,21 @@ use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use ash::vk;
+use capture::CaptureError;
+use capture::convert::SourceFormat;
+use capture::vk::{command_buffers, image_barrier, image_copy, memory_type_index, vk_err};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{self, ConnectionExt};
 use x11rb::xcb_ffi::XCBConnection;
 
-use crate::CaptureError;
-use crate::convert::SourceFormat;
+use crate::PresenterError;
 
-fn err(what: impl std::fmt::Display) -> CaptureError {
-    CaptureError::Presenter(what.to_string())
+fn err(what: impl std::fmt::Display) -> PresenterError {
+    PresenterError::Window(what.to_string())
 }
 
-fn vkr(call: &'static str) -> impl Fn(vk::Result) -> CaptureError {
-    move |result| CaptureError::Vulkan { call, result }
-}
-
-/// The known test image: eight colour bars over the top half, a horizontal grey ramp and a
-/// vertical red–blue ramp below, and a `phase`-dependent square so images differ between phases.
-pub fn test_pattern(width: u32, height: u32, phase: u32) -> impl Fn(u32, u32) -> [u8; 3] {
-    const BARS: [[u8; 3]; 8] = [
-        [235, 235, 235],
-        [235, 235, 16],
-        [16, 235, 235],
-        [16, 235, 16],
-        [235, 16, 235],
-        [235, 16, 16],
-        [16, 16, 235],
-        [40, 90, 160],
-    ];
-    move |x, y| {
-        let (w, h) = (width.max(1), height.max(1));
-        let square = w / 8;
-        let sx = (phase * square) % w.saturating_sub(square).max(1);
-        if x >= sx && x < sx + square && y >= h / 2 && y < h / 2 + square.min(h / 2) {
-            return [250, 120, 10];
-        }
-        if y < h / 2 {
-            BARS[(x * 8 / w) as usize % 8]
-        } else if y < 3 * h / 4 {
-            let v = (x * 255 / w) as u8;
-            [v, v, v]
-        } else {
-            let v = (y * 255 / h) as u8;
-            [v, 64, 255 - v]
-        }
-    }
+fn vkr(call: &'static str) -> impl Fn(vk::Result) -> PresenterError {
+    move |result| vk_err(call)(result).into()
 }
 
 /// How to open a [`Presenter`].
@@ -126,7 +93,7 @@ impl std::fmt::Debug for Presenter {
 impl Presenter {
     /// Opens a window on `DISPLAY`, a device with a queue that can present to it, and a
     /// swapchain of the window's size.
-    pub fn new(opts: &PresenterOptions) -> Result<Self, CaptureError> {
+    pub fn new(opts: &PresenterOptions) -> Result<Self, PresenterError> {
         let (conn, screen_num) = XCBConnection::connect(None)
             .map_err(|e| err(format!("cannot open the X display: {e}")))?;
         let screen = &conn.setup().roots[screen_num];
@@ -223,24 +190,10 @@ impl Presenter {
         let swapchain_fn = ash::khr::swapchain::Device::new(&instance, &device);
         // SAFETY: valid physical device.
         let memory = unsafe { instance.get_physical_device_memory_properties(physical) };
-        // SAFETY: valid create infos on this device.
+        // SAFETY: valid create infos on this device; `family` is one of its queue families.
         let (pool, cmd, acquired, rendered, fence) = unsafe {
-            let pool = device
-                .create_command_pool(
-                    &vk::CommandPoolCreateInfo::default()
-                        .queue_family_index(family)
-                        .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
-                    None,
-                )
-                .map_err(vkr("vkCreateCommandPool"))?;
-            let cmd = device
-                .allocate_command_buffers(
-                    &vk::CommandBufferAllocateInfo::default()
-                        .command_pool(pool)
-                        .level(vk::CommandBufferLevel::PRIMARY)
-                        .command_buffer_count(1),
-                )
-                .map_err(vkr("vkAllocateCommandBuffers"))?[0];
+            let (pool, cmds) = command_buffers(&device, family, 1)?;
+            let cmd = cmds[0];
             let sem = vk::SemaphoreCreateInfo::default();
             (
                 pool,
@@ -291,7 +244,7 @@ impl Presenter {
         prefer: &[vk::Format],
         width: u32,
         height: u32,
-    ) -> Result<(), CaptureError> {
+    ) -> Result<(), PresenterError> {
         // SAFETY: valid physical device and surface.
         let (caps, formats) = unsafe {
             (
@@ -366,7 +319,7 @@ impl Presenter {
     }
 
     /// Resizes the window to `width`×`height` and recreates the swapchain at the new size.
-    pub fn resize(&mut self, width: u32, height: u32) -> Result<(), CaptureError> {
+    pub fn resize(&mut self, width: u32, height: u32) -> Result<(), PresenterError> {
         self.conn
             .configure_window(
                 self.window,
@@ -387,7 +340,7 @@ impl Presenter {
 
     /// Packs an image (pixel (x, y) = `pixel(x, y)`) in the swapchain's format, for
     /// [`Presenter::present_words`].
-    pub fn encode(&self, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Result<Vec<u32>, CaptureError> {
+    pub fn encode(&self, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Result<Vec<u32>, PresenterError> {
         let format = SourceFormat::from_vk(self.format)
             .ok_or_else(|| err(format!("cannot draw into {:?}", self.format)))?;
         let (w, h) = self.size();
@@ -397,7 +350,7 @@ impl Presenter {
             .collect())
     }
 
-    fn upload_buffer(&mut self, len: usize) -> Result<&Upload, CaptureError> {
+    fn upload_buffer(&mut self, len: usize) -> Result<&Upload, PresenterError> {
         if self.upload.as_ref().is_some_and(|u| u.len >= len) {
             return Ok(self.upload.as_ref().expect("checked"));
         }
@@ -422,13 +375,7 @@ impl Presenter {
             let req = self.device.get_buffer_memory_requirements(buffer);
             let flags =
                 vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
-            let index = (0..self.memory.memory_type_count)
-                .find(|&i| {
-                    req.memory_type_bits & (1 << i) != 0
-                        && self.memory.memory_types[i as usize]
-                            .property_flags
-                            .contains(flags)
-                })
+            let index = memory_type_index(&self.memory, req.memory_type_bits, flags)
                 .ok_or(CaptureError::NoMemoryType("upload buffer"))?;
             let memory = self
                 .device
@@ -458,7 +405,7 @@ impl Presenter {
 
     /// Uploads `words` (one packed pixel per word, [`Presenter::encode`]) into the next
     /// swapchain image and presents it. Returns the time spent inside `vkQueuePresentKHR`.
-    pub fn present_words(&mut self, words: &[u32]) -> Result<Duration, CaptureError> {
+    pub fn present_words(&mut self, words: &[u32]) -> Result<Duration, PresenterError> {
         let (w, h) = self.size();
         if words.len() != (w * h) as usize {
             return Err(err(format!(
@@ -498,43 +445,23 @@ impl Presenter {
         let (buffer, ptr) = (upload.buffer, upload.ptr);
         // SAFETY: the mapping holds at least `bytes` bytes and the GPU is not reading it.
         unsafe { std::ptr::copy_nonoverlapping(words.as_ptr().cast::<u8>(), ptr, bytes) };
-        let range = vk::ImageSubresourceRange {
-            aspect_mask: vk::ImageAspectFlags::COLOR,
-            base_mip_level: 0,
-            level_count: 1,
-            base_array_layer: 0,
-            layer_count: 1,
-        };
-        let to_dst = [vk::ImageMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::empty())
-            .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .old_layout(vk::ImageLayout::UNDEFINED)
-            .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .image(image)
-            .subresource_range(range)];
-        let to_present = [vk::ImageMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::empty())
-            .old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
-            .new_layout(vk::ImageLayout::PRESENT_SRC_KHR)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .image(image)
-            .subresource_range(range)];
-        let region = [vk::BufferImageCopy::default()
-            .image_subresource(vk::ImageSubresourceLayers {
-                aspect_mask: vk::ImageAspectFlags::COLOR,
-                mip_level: 0,
-                base_array_layer: 0,
-                layer_count: 1,
-            })
-            .image_extent(vk::Extent3D {
-                width: w,
-                height: h,
-                depth: 1,
-            })];
+        let to_dst = [image_barrier(
+            image,
+            (vk::AccessFlags::empty(), vk::ImageLayout::UNDEFINED),
+            (
+                vk::AccessFlags::TRANSFER_WRITE,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            ),
+        )];
+        let to_present = [image_barrier(
+            image,
+            (
+                vk::AccessFlags::TRANSFER_WRITE,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            ),
+            (vk::AccessFlags::empty(), vk::ImageLayout::PRESENT_SRC_KHR),
+        )];
+        let region = [image_copy(w, h)];
         let waits = [self.acquired];
         let stages = [vk::PipelineStageFlags::TRANSFER];
         let cmds = [self.cmd];
@@ -625,97 +552,5 @@ impl Drop for Presenter {
         }
         let _ = self.conn.destroy_window(self.window);
         let _ = self.conn.flush();
-    }
-}
-
-/// An Xvfb server on a free display (`-displayfd`), for running titles without a screen;
-/// killed when dropped.
-#[derive(Debug)]
-pub struct Xvfb {
-    child: std::process::Child,
-    /// The display, `:N`.
-    pub display: String,
-}
-
-impl Xvfb {
-    /// Starts Xvfb with a 1920x1080x24 screen and waits (at most 20 s) until it names its
-    /// display, which it does once it accepts clients.
-    pub fn start() -> std::io::Result<Xvfb> {
-        Self::start_sized(1920, 1080)
-    }
-
-    /// Like [`Xvfb::start`] with a `width`x`height`x24 screen.
-    pub fn start_sized(width: u32, height: u32) -> std::io::Result<Xvfb> {
-        use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
-        let screen = format!("{width}x{height}x24");
-        let mut child = Command::new("Xvfb")
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                &screen,
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("start Xvfb (apt-get install xvfb): {e}"))
-            })?;
-        let fail = |child: &mut std::process::Child, what: &str| {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::io::Error::other(what.to_string())
-        };
-        let Some(stdout) = child.stdout.take() else {
-            return Err(fail(&mut child, "Xvfb's stdout is not piped"));
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
-            return Err(fail(
-                &mut child,
-                "Xvfb did not report its display within 20 s",
-            ));
-        };
-        let Ok(number) = line.trim().parse::<u32>() else {
-            return Err(fail(&mut child, "Xvfb printed no display number"));
-        };
-        Ok(Xvfb {
-            child,
-            display: format!(":{number}"),
-        })
-    }
-}
-
-impl Xvfb {
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Xvfb {
-    /// Asks Xvfb to exit (SIGTERM, so it removes its lock file and socket), and kills it if it
-    /// has not within 2 s.
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,156 @@
+//! Games pick their own window sizes. A Vulkan title that keeps its own window — 500×500,
+//! 502×376, 970×546, none a multiple of 16 — in a 1280×720 session streams at its own size:
+//! the client session (the native client's) decodes every picture at that size, with the
+//! title's colour bars where the title drew them. And a title whose picture cannot be
+//! streamed at all ends once, with a sentence, marked so that no client retries it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use client::depacketize::AccessUnit;
+use client::session::{MediaSink, Session, SessionCounters, SessionOptions};
+use client::video::{DecodedFrame, Decoder};
+use server::config::NodeConfig;
+
+use crate::support::{publish, studio};
+
+/// The capture layer's test title, built next to the test programs.
+fn testapp() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let app = dir.join("stratus-vk-testapp");
+    assert!(
+        app.is_file(),
+        "{} is missing: build the workspace (cargo build --workspace --all-targets)",
+        app.display()
+    );
+    app
+}
+
+/// What the decoder saw.
+#[derive(Debug, Default)]
+struct Seen {
+    pictures: u64,
+    size: Option<(u32, u32)>,
+    /// RGB at the middle of each bar, a quarter of the way down, in the last picture.
+    bars: Vec<[u8; 3]>,
+}
+
+/// Decodes what the session receives.
+struct Decoding(Decoder);
+
+impl MediaSink for Decoding {
+    fn video(&self, unit: AccessUnit, arrived: Instant) -> bool {
+        self.0.push(&unit, arrived).is_err()
+    }
+
+    fn audio(&self, _payload: &[u8]) {}
+}
+
+fn look(frame: &DecodedFrame, seen: &Mutex<Seen>) {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let bars = frame
+        .with_pixels(|px| {
+            (0..8)
+                .map(|i| {
+                    let (x, y) = (i * w / 8 + w / 16, h / 4);
+                    let at = y * frame.stride + x * 4;
+                    // BGRx.
+                    [px[at + 2], px[at + 1], px[at]]
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+    s.pictures += 1;
+    s.size = Some((frame.width, frame.height));
+    s.bars = bars;
+}
+
+async fn play(addr: std::net::SocketAddr, title: &str, pictures: u64) -> Seen {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let decoder = {
+        let seen = seen.clone();
+        Decoder::start(None, move |f| look(&f, &seen)).expect("a decoder")
+    };
+    let mut options = SessionOptions::new(addr);
+    options.title = Some(title.into());
+    options.audio = false;
+    options.step_timeout = Duration::from_secs(30);
+    let session = Session::connect(
+        &options,
+        Arc::new(Decoding(decoder)),
+        Arc::new(SessionCounters::default()),
+        &|_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{title}: the session does not start: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while seen.lock().expect("seen").pictures < pictures {
+        if let Some(why) = session.ended() {
+            panic!("{title}: the session ended: {why}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{title}: {:?} after 40 s",
+            seen.lock().expect("seen")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    session.close().await;
+    Arc::try_unwrap(seen)
+        .map(|m| m.into_inner().unwrap_or_default())
+        .unwrap_or_else(|arc| std::mem::take(&mut *arc.lock().expect("seen")))
+}
+
+fn session_config() -> NodeConfig {
+    let mut config = NodeConfig::loopback("");
+    config.video.width = 1280;
+    config.video.height = 720;
+    config.video.fps = 30;
+    config.sessions.audio = false;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn titles_stream_at_whatever_even_size_they_choose() {
+    let sizes = [(500u32, 500u32), (502, 376), (970, 546)];
+    let mut config = session_config();
+    config.titles = sizes.iter().map(|(w, h)| format!("win-{w}x{h}")).collect();
+    let stack = crate::support::start_with(config, &studio()).await;
+    let app = testapp();
+    for (w, h) in sizes {
+        let id = format!("win-{w}x{h}");
+        let phase = format!("{w}x{h}:1000000");
+        let argv = [
+            app.to_str().expect("utf-8 path"),
+            "--phase",
+            &phase,
+            "--interval-ms",
+            "30",
+        ];
+        publish(stack.addr, &id, &argv).await;
+        let seen = play(stack.addr, &id, 20).await;
+        eprintln!("{id}: {seen:?}");
+        assert_eq!(
+            seen.size,
+            Some((w, h)),
+            "{id}: streamed at the title's own size"
+        );
+        // The title draws `test_pattern`: eight bars across the top half.
+        let drawn = capture::synthetic::test_pattern(w, h, 0);
+        for (i, got) in seen.bars.iter().enumerate() {
+            let want = drawn(i as u32 * w / 8 + w / 16, h / 4);
+            assert!(
+                got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 40),
+                "{id}: bar {i} is {got:?}, the title drew {want:?} (all: {:?})",
+                seen.bars
+            );
+        }
+        assert_eq!(seen.bars.len(), 8, "{id}");
+    }
+}
