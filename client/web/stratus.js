@@ -114,7 +114,8 @@ export async function measureRtts(title) {
 export async function pickTitle(picker) {
   const res = await fetch('/api/titles');
   if (!res.ok) throw new Error(`cannot load the catalog (${res.status})`);
-  const titles = await res.json();
+  // Instruments (the pattern title, for checkers and labs) are not for players to pick.
+  const titles = (await res.json()).filter((t) => !t.instrument);
   state.titles = titles;
   if (titles.length <= 1) return titles.length ? titles[0].id : null;
   picker.replaceChildren();

@@ -129,6 +129,25 @@ pub fn stamp_rgba(pixels: &mut [u8], stride: usize, height: usize, row: CodeRow,
     }
 }
 
+/// Draws the code carrying `value` into a luma plane (Y = 235 for 1, 16 for 0, as the format
+/// says), for titles that make I420 themselves. Samples outside the plane are left alone; the
+/// caller sets the chroma under the code to neutral.
+pub fn stamp_luma_plane(plane: &mut [u8], stride: usize, height: usize, row: CodeRow, value: u64) {
+    let cells = encode(value);
+    let top = row.top();
+    for y in top..(top + CELL_HEIGHT).min(height) {
+        let Some(line) = plane.get_mut(y * stride..(y * stride + stride).min(plane.len())) else {
+            continue;
+        };
+        for (i, &bit) in cells.iter().enumerate() {
+            let (x0, x1) = (CELL_WIDTH * i, (CELL_WIDTH * (i + 1)).min(line.len()));
+            if x0 < x1 {
+                line[x0..x1].fill(if bit { 235 } else { 16 });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +192,24 @@ mod tests {
             Some(1_763_000_000_001)
         );
         assert_eq!(read_rgba(&px, w * 4, h, CodeRow::FrameId), Some(7));
+    }
+
+    #[test]
+    fn stamp_then_read_a_luma_plane() {
+        let (w, h) = (1000usize, 70usize);
+        let mut luma = vec![128u8; w * h];
+        stamp_luma_plane(&mut luma, w, h, CodeRow::EpochMs, 1_763_000_000_002);
+        stamp_luma_plane(&mut luma, w, h, CodeRow::FrameId, 99);
+        assert_eq!(
+            read_luma_plane(&luma, w, h, CodeRow::EpochMs),
+            Some(1_763_000_000_002)
+        );
+        assert_eq!(read_luma_plane(&luma, w, h, CodeRow::FrameId), Some(99));
+        assert!(luma.iter().all(|&y| y == 16 || y == 235 || y == 128));
+        // A plane too narrow or too short for the code is left whole and reads as nothing.
+        let mut small = vec![128u8; 300 * 20];
+        stamp_luma_plane(&mut small, 300, 20, CodeRow::FrameId, 5);
+        assert_eq!(read_luma_plane(&small, 300, 20, CodeRow::FrameId), None);
     }
 
     #[test]

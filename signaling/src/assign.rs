@@ -417,6 +417,7 @@ mod tests {
             gpu_class: "l4".into(),
             inputs: vec![],
             allowed_regions: vec!["region:eu-west".parse().expect("area")],
+            instrument: false,
         };
         let mut l4 = node("l4", 0.0, 0.0, 2);
         l4.gpu_class = "L4".into();

@@ -2,8 +2,10 @@
 //!
 //! A studio sends a [`TitleManifest`] (`PUT /api/titles/{id}`); the service checks it with
 //! [`TitleManifest::validate`], stamps it into a [`Title`] owned by that studio, and keeps it in
-//! the store. A studio may update or withdraw only its own titles. The built-in demo title
-//! ([`demo_title`]) is always present and owned by no studio.
+//! the store. A studio may update or withdraw only its own titles. The built-in titles are
+//! always present and owned by no studio: the demo ([`demo_title`]) and the pattern
+//! ([`pattern_title`]), a CPU-made instrument every node offers, which checkers and the latency
+//! lab play and players' pickers leave out.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +13,12 @@ use crate::policy::Area;
 
 /// Id of the built-in demo title, the embedded default.
 pub const DEMO_TITLE: &str = "demo";
+
+/// Id of the built-in pattern title: frames made on the CPU, the same on every node.
+pub const PATTERN_TITLE: &str = "pattern";
+
+/// The ids of the titles built into every node; no studio may publish them.
+pub const BUILTIN_TITLES: [&str; 2] = [DEMO_TITLE, PATTERN_TITLE];
 
 /// Owner recorded for built-in titles.
 pub const BUILTIN_STUDIO: &str = "stratus";
@@ -70,6 +78,10 @@ pub struct TitleManifest {
     /// Where it may be played; empty means everywhere the geofence allows.
     #[serde(default)]
     pub allowed_regions: Vec<Area>,
+    /// A built-in instrument (the pattern): listed for checkers and labs, left out of the
+    /// players' pickers. Only built-in titles are instruments.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instrument: bool,
 }
 
 fn any_gpu() -> String {
@@ -155,8 +167,13 @@ impl TitleManifest {
                 body: self.id.clone(),
             });
         }
-        if self.id == DEMO_TITLE {
+        if BUILTIN_TITLES.contains(&self.id.as_str()) {
             return Err(ManifestError::Reserved(self.id.clone()));
+        }
+        if self.instrument {
+            return Err(ManifestError::BadLaunch(
+                "only the titles built into the node are instruments".into(),
+            ));
         }
         let name = self.name.trim();
         if name.is_empty() || self.name.chars().count() > 128 {
@@ -204,12 +221,26 @@ impl TitleManifest {
 
 /// The built-in demo title.
 pub fn demo_title() -> Title {
+    builtin(DEMO_TITLE, "Stratus demo", false)
+}
+
+/// The built-in pattern title: the latency lab's equal input and what checkers verify.
+pub fn pattern_title() -> Title {
+    builtin(PATTERN_TITLE, "Stratus test pattern", true)
+}
+
+/// Every built-in title.
+pub fn builtin_titles() -> [Title; 2] {
+    [demo_title(), pattern_title()]
+}
+
+fn builtin(id: &str, name: &str, instrument: bool) -> Title {
     Title {
         manifest: TitleManifest {
-            id: DEMO_TITLE.to_string(),
-            name: "Stratus demo".to_string(),
+            id: id.to_string(),
+            name: name.to_string(),
             launch: Launch::Builtin {
-                name: DEMO_TITLE.to_string(),
+                name: id.to_string(),
             },
             gpu_class: any_gpu(),
             inputs: vec![
@@ -219,6 +250,7 @@ pub fn demo_title() -> Title {
                 InputKind::Touch,
             ],
             allowed_regions: Vec::new(),
+            instrument,
         },
         studio: BUILTIN_STUDIO.to_string(),
         revision: 1,
@@ -251,6 +283,8 @@ mod tests {
         assert!(t.runs_on("H100"));
         assert!(!t.runs_on("l4"));
         assert!(demo_title().runs_on("cpu"));
+        assert!(pattern_title().runs_on("cpu") && pattern_title().manifest.instrument);
+        assert!(!demo_title().manifest.instrument);
     }
 
     #[test]
@@ -270,6 +304,16 @@ mod tests {
                 r#"{"id":"demo","name":"x","launch":{"kind":"image","image":"a"}}"#,
                 "demo",
                 "built in",
+            ),
+            (
+                r#"{"id":"pattern","name":"x","launch":{"kind":"image","image":"a"}}"#,
+                "pattern",
+                "built in",
+            ),
+            (
+                r#"{"id":"a","name":"x","launch":{"kind":"image","image":"a"},"instrument":true}"#,
+                "a",
+                "instruments",
             ),
             (
                 r#"{"id":"a","name":"  ","launch":{"kind":"image","image":"a"}}"#,

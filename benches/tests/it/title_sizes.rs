@@ -2,13 +2,16 @@
 //! 502×376, 970×546, none a multiple of 16 — in a 1280×720 session streams at its own size:
 //! the client session (the native client's) decodes every picture at that size, with the
 //! title's colour bars where the title drew them. And a title whose picture cannot be
-//! streamed at all ends once, with a sentence, marked so that no client retries it.
+//! streamed at all ends once, with a sentence, marked so that no client retries it. And the
+//! built-in `pattern` title, which every node offers without being told, plays with its codes
+//! and swatch readable from the decoded picture.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use client::depacketize::AccessUnit;
+use client::latency_code::{self, CodeRow};
 use client::session::{MediaSink, Session, SessionCounters, SessionOptions};
 use client::video::{DecodedFrame, Decoder};
 use server::config::NodeConfig;
@@ -38,6 +41,8 @@ struct Seen {
     size: Option<(u32, u32)>,
     /// RGB at the middle of each bar, a quarter of the way down, in the last picture.
     bars: Vec<[u8; 3]>,
+    /// The last picture's frame-id code, latency code and the RGB at the swatch's centre.
+    codes: Option<(u64, u64, [u8; 3])>,
 }
 
 /// Decodes what the session receives.
@@ -65,8 +70,19 @@ fn look(frame: &DecodedFrame, seen: &Mutex<Seen>) {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    let codes = frame
+        .with_pixels(|px| {
+            // BGRx reads as RGBx with red and blue swapped; the codes are black and white.
+            let id = latency_code::read_rgba(px, frame.stride, h, CodeRow::FrameId)?;
+            let ms = latency_code::read_rgba(px, frame.stride, h, CodeRow::EpochMs)?;
+            let (x, y, sw, sh) = capture::offscreen::swatch_rect(frame.width, frame.height)?;
+            let at = (y + sh / 2) as usize * frame.stride + (x + sw / 2) as usize * 4;
+            Some((id, ms, [px[at + 2], px[at + 1], px[at]]))
+        })
+        .flatten();
     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
     s.pictures += 1;
+    s.codes = codes.or(s.codes);
     s.size = Some((frame.width, frame.height));
     s.bars = bars;
 }
@@ -153,4 +169,39 @@ async fn titles_stream_at_whatever_even_size_they_choose() {
         }
         assert_eq!(seen.bars.len(), 8, "{id}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_offers_the_pattern_title_and_its_codes_read_back() {
+    // The node is configured with the demo only: the pattern comes with every node.
+    let mut config = session_config();
+    config.titles = vec!["demo".into()];
+    let stack = crate::support::start(config).await;
+    let seen = play(stack.addr, "pattern", 30).await;
+    eprintln!("pattern: {seen:?}");
+    assert_eq!(seen.size, Some((1280, 720)));
+    let (id, ms, swatch) = seen
+        .codes
+        .expect("the codes read back from a decoded picture");
+    let age = capture::clock::epoch_ms().saturating_sub(ms);
+    assert!(
+        age < 10_000,
+        "the latency code says the frame is {age} ms old"
+    );
+    let want = capture::offscreen::swatch_rgb(id);
+    assert!(
+        swatch.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 40),
+        "frame {id}: the swatch is {swatch:?}, frame {id}'s colour is {want:?}"
+    );
+    // Players' pickers do not offer it: it is an instrument.
+    let list = benches::lab::http_raw(
+        stack.addr,
+        "GET /api/titles HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("the catalog");
+    assert!(
+        list.contains("\"id\":\"pattern\"") && list.contains("\"instrument\":true"),
+        "{list}"
+    );
 }

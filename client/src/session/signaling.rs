@@ -44,6 +44,12 @@ pub async fn fetch_catalog(
         .unwrap_or_default();
     Ok(list
         .iter()
+        // Instruments (the pattern title, for checkers and labs) are not for players to pick.
+        .filter(|t| {
+            !t.get("instrument")
+                .and_then(|i| i.as_bool())
+                .unwrap_or(false)
+        })
         .filter_map(|t| {
             let id = t.get("id")?.as_str()?.to_owned();
             let name = t

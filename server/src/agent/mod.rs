@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::config::NodeConfig;
 use crate::session::{self, SessionCmd, SessionParams};
-use crate::title::{NodeResources, TitleKind};
+use crate::title::{NodeResources, PATTERN_BUILTIN, TitleKind};
 use backoff::Backoff;
 
 /// How long registration may take after connecting.
@@ -242,7 +242,7 @@ impl Node {
             version: PROTOCOL_VERSION,
             node_id: self.config.node_id.clone(),
             capacity: self.config.capacity,
-            titles: self.config.titles.clone(),
+            titles: self.titles(),
             site: self.config.site.clone(),
             gpu_class: self.config.gpu_class.clone(),
             public_addr: self.config.public_addr.clone(),
@@ -382,6 +382,16 @@ impl Node {
         }
     }
 
+    /// The titles this node runs: those it was configured with, and the pattern, which every
+    /// node offers (checkers and the latency lab play it).
+    fn titles(&self) -> Vec<String> {
+        let mut titles = self.config.titles.clone();
+        if !titles.iter().any(|t| t == PATTERN_BUILTIN) {
+            titles.push(PATTERN_BUILTIN.to_string());
+        }
+        titles
+    }
+
     fn heartbeat(&self) -> NodeMsg {
         NodeMsg::Heartbeat {
             sessions: self.sessions.len() as u32,
@@ -435,7 +445,7 @@ impl Node {
             return self.refuse(session_id, "the node is still starting".into(), false);
         };
         if let Some(t) = &title
-            && !self.config.titles.iter().any(|installed| installed == t)
+            && !self.titles().iter().any(|installed| installed == t)
         {
             return self.refuse(
                 session_id,

@@ -3,6 +3,7 @@
 //! the session's own sink, and input going to the title's display.
 
 pub mod demo;
+pub mod pattern;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -21,13 +22,17 @@ use crate::metrics::NodeMetrics;
 use sandbox::{Sandbox, SandboxSpec};
 
 /// The built-in demo title's name in [`Launch::Builtin`].
-pub const DEMO_BUILTIN: &str = "demo";
+pub const DEMO_BUILTIN: &str = signaling::catalog::DEMO_TITLE;
+/// The built-in pattern title's name in [`Launch::Builtin`]; every node offers it.
+pub const PATTERN_BUILTIN: &str = signaling::catalog::PATTERN_TITLE;
 
 /// How a session's title runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TitleKind {
     /// The built-in demo, rendered by the node on Vulkan.
     Demo,
+    /// The built-in pattern, made on the CPU ([`pattern`]).
+    Pattern,
     /// A program from the catalog, run in a sandbox with the capture layer.
     Command(Vec<String>),
 }
@@ -38,6 +43,7 @@ impl TitleKind {
         match launch {
             None => Ok(TitleKind::Demo),
             Some(Launch::Builtin { name }) if name == DEMO_BUILTIN => Ok(TitleKind::Demo),
+            Some(Launch::Builtin { name }) if name == PATTERN_BUILTIN => Ok(TitleKind::Pattern),
             Some(Launch::Builtin { name }) => {
                 Err(format!("this node has no built-in title {name:?}"))
             }
@@ -184,6 +190,19 @@ impl RunningTitle {
             _ => None,
         };
         let mut title = match kind {
+            TitleKind::Pattern => {
+                let source = pattern::PatternSource::new(video.width, video.height, video.fps)
+                    .map_err(|e| format!("cannot start the pattern title: {e}"))?;
+                let injector =
+                    demo::DemoInjector::new(source.controls(), video.width, video.height);
+                RunningTitle {
+                    size: source.size(),
+                    source: Some(Box::new(source)),
+                    injector: Some(Box::new(injector)),
+                    sandbox: None,
+                    audio: None,
+                }
+            }
             TitleKind::Demo => {
                 let (source, injector) = demo::start(video)?;
                 RunningTitle {
@@ -231,7 +250,7 @@ impl RunningTitle {
         if let (Some(sink), Some(out), Some(server)) = (sink, audio_out, resources.sound()) {
             // The demo's sound is a steady tone, played into its sink like any title's.
             let tone = match kind {
-                TitleKind::Demo => demo::start_tone(server, &sink, session_id),
+                TitleKind::Demo | TitleKind::Pattern => demo::start_tone(server, &sink, session_id),
                 TitleKind::Command(_) => None,
             };
             match AudioCapture::start(server, &sink, out) {
@@ -268,6 +287,12 @@ mod tests {
                 name: "demo".into()
             })),
             Ok(TitleKind::Demo)
+        );
+        assert_eq!(
+            TitleKind::from_launch(Some(&Launch::Builtin {
+                name: "pattern".into()
+            })),
+            Ok(TitleKind::Pattern)
         );
         assert_eq!(
             TitleKind::from_launch(Some(&Launch::Command {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::guard::has_key;
 use super::{ReplicaState, now_ms};
 use crate::assign::{PROBE_TOP_K, Request, plan, probe_targets};
-use crate::catalog::{DEMO_TITLE, ManifestError, Title, TitleManifest};
+use crate::catalog::{BUILTIN_TITLES, DEMO_TITLE, ManifestError, Title, TitleManifest};
 use crate::geo::resolve_location;
 use crate::store::{Envelope, StoreError};
 use crate::token::{AUD_CLIENT, MAX_TOKEN_LIFETIME_S};
@@ -187,6 +187,9 @@ struct TitleSummary<'a> {
     studio: &'a str,
     /// Some live node has it installed.
     available: bool,
+    /// A built-in instrument (checkers, labs): pickers leave it out.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    instrument: bool,
 }
 
 /// `GET /api/titles`: the catalog for the title picker.
@@ -209,6 +212,7 @@ pub(crate) async fn list_titles(State(shared): State<Arc<ReplicaState>>) -> Resp
             available: nodes.iter().any(|n| {
                 !n.draining && n.titles.iter().any(|x| x == t.id()) && t.runs_on(&n.gpu_class)
             }),
+            instrument: t.manifest.instrument,
         })
         .collect();
     Json(list).into_response()
@@ -299,7 +303,7 @@ pub(crate) async fn delete_title(
         Ok(s) => s.to_string(),
         Err(r) => return *r,
     };
-    if id == DEMO_TITLE {
+    if BUILTIN_TITLES.contains(&id.as_str()) {
         return error(
             StatusCode::FORBIDDEN,
             ManifestError::Reserved(id).to_string(),

@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::SignalingError;
-use crate::catalog::demo_title;
+use crate::catalog::builtin_titles;
 use crate::config::{Config, Limits, Studio};
 use crate::geo::{GeoIpDb, TrustedProxies};
 use crate::metrics::Metrics;
@@ -191,19 +191,20 @@ impl ReplicaState {
             titles: Default::default(),
             metrics: Metrics::default(),
         });
-        let demo = demo_title();
-        if shared
-            .store
-            .title(demo.id())
-            .await
-            .map_err(|e| bad("store", &e))?
-            .is_none()
-        {
-            shared
+        for builtin in builtin_titles() {
+            if shared
                 .store
-                .put_title(&demo)
+                .title(builtin.id())
                 .await
-                .map_err(|e| bad("store", &e))?;
+                .map_err(|e| bad("store", &e))?
+                .is_none()
+            {
+                shared
+                    .store
+                    .put_title(&builtin)
+                    .await
+                    .map_err(|e| bad("store", &e))?;
+            }
         }
         Ok(shared)
     }

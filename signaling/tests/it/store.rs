@@ -98,6 +98,7 @@ fn title(id: &str, revision: u64) -> Title {
             gpu_class: "any".into(),
             inputs: Vec::new(),
             allowed_regions: Vec::new(),
+            instrument: false,
         },
         studio: "acme".into(),
         revision,
