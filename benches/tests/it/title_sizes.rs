@@ -20,18 +20,7 @@ use crate::support::{publish, studio};
 
 /// The capture layer's test title, built next to the test programs.
 fn testapp() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let app = dir.join("stratus-vk-testapp");
-    assert!(
-        app.is_file(),
-        "{} is missing: build the workspace (cargo build --workspace --all-targets)",
-        app.display()
-    );
-    app
+    capture_testapp::binary().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What the decoder saw.

@@ -23,7 +23,31 @@ mod presenter;
 
 pub use presenter::{Presenter, PresenterOptions};
 
+use std::path::PathBuf;
+
 use capture::CaptureError;
+
+/// Where cargo put `stratus-vk-testapp`: `target/<profile>/`, next to the calling test or
+/// bench program (`target/<profile>/deps/…` or `target/<profile>/…`). It is this package's
+/// binary, so a test of another package finds it only after a workspace build (or one with
+/// `-p capture-testapp`); the error says so.
+pub fn binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("the running program's path: {e}"))?;
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let app = d.join("stratus-vk-testapp");
+        if app.is_file() {
+            return Ok(app);
+        }
+        dir = d.parent();
+    }
+    Err(format!(
+        "stratus-vk-testapp is not built next to {}: build it with `cargo build -p \
+         capture-testapp` (same profile), or build the workspace",
+        exe.display()
+    ))
+}
 
 /// What can go wrong while showing frames in a window.
 #[derive(Debug, thiserror::Error)]

@@ -9,14 +9,14 @@
 pub mod control;
 mod negotiate;
 pub(crate) mod peer;
+mod start;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use encoder::roi::RoiPolicy;
-use encoder::{EncodedFrame, Encoder, EncoderConfig};
+use encoder::{EncodedFrame, Encoder};
 use rtc::media::Sample;
 use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp::extension::playout_delay_extension::PlayoutDelayExtension;
@@ -32,7 +32,7 @@ use webrtc::peer_connection::{
 use crate::audio::AudioPacket;
 use crate::config::VideoConfig;
 use crate::input::{InputPath, PointerHint};
-use crate::media::{LadderConfig, MediaFrame, MediaPipeline, RoiSettings, StreamGeometry};
+use crate::media::{LadderConfig, MediaFrame, MediaPipeline, StreamGeometry};
 use crate::metrics::SessionMetrics;
 use crate::title::{NodeResources, RunningTitle, TitleKind};
 pub use control::SessionEnd;
@@ -382,7 +382,8 @@ impl<'a> Driver<'a> {
         let Some(frames) = self.frame_tx.take() else {
             return self.stop(SessionEnd::transient("internal: media started twice"));
         };
-        match start_media(self.params, frames, self.audio_tx.take(), self.hint.clone()).await {
+        match start::start_media(self.params, frames, self.audio_tx.take(), self.hint.clone()).await
+        {
             Ok((pipeline, encoder, mut running)) => {
                 if let Some(injector) = running.injector.take() {
                     let (w, h) = running.size;
@@ -562,43 +563,4 @@ fn peer_state(state: RTCPeerConnectionState) -> Option<PeerState> {
         RTCPeerConnectionState::Closed => Some(PeerState::Closed),
         _ => None,
     }
-}
-
-/// Starts the title and the encoder on a blocking thread (Vulkan, GStreamer and the title's
-/// first frame block), then the media threads.
-async fn start_media(
-    params: &SessionParams,
-    out: mpsc::Sender<MediaFrame>,
-    audio_out: Option<mpsc::Sender<AudioPacket>>,
-    hint: Arc<PointerHint>,
-) -> Result<(MediaPipeline, Arc<Encoder>, RunningTitle), String> {
-    let v = params.video.clone();
-    let kind = params.title.clone();
-    let sid = params.session_id.clone();
-    let resources = params.resources.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut title = RunningTitle::start(&kind, &sid, &v, &resources, audio_out)?;
-        let (width, height) = title.size;
-        let mut config = EncoderConfig::new(width, height, v.fps, v.start_kbps);
-        config.prefer = v.prefer_encoders.clone();
-        config.roi = v.roi;
-        let encoder =
-            Arc::new(Encoder::open(config).map_err(|e| format!("cannot open the encoder: {e}"))?);
-        let source = title
-            .source
-            .take()
-            .ok_or_else(|| "internal: the title has no frame source".to_string())?;
-        tracing::info!(title = %source.describe(), encoder = ?encoder.describe(), width, height, "media path ready");
-        let roi = v.roi.then(|| {
-            let mut policy = RoiPolicy::new(width, height);
-            policy.quality = v.roi_quality;
-            policy.size_fraction = v.roi_size;
-            RoiSettings { policy, hint }
-        });
-        let pipeline = MediaPipeline::start(source, encoder.clone(), out, roi)
-            .map_err(|e| format!("cannot start the media threads: {e}"))?;
-        Ok((pipeline, encoder, title))
-    })
-    .await
-    .map_err(|e| format!("media setup panicked: {e}"))?
 }

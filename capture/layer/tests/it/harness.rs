@@ -99,24 +99,10 @@ pub fn install(dir: &Path) -> LayerInstall {
     LayerInstall::write(dir, library).expect("write the manifest")
 }
 
-/// Our test title, `stratus-vk-testapp` (package `capture-testapp`), which cargo builds next
-/// to the test programs in `target/<profile>/`. It is another package's binary, so
-/// `cargo test -p capture-layer` alone does not build it: build the workspace, or test with
-/// `-p capture-testapp` too.
+/// Our test title, `stratus-vk-testapp` (package `capture-testapp`), built next to the test
+/// programs.
 pub fn testapp() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let app = dir.join("stratus-vk-testapp");
-    assert!(
-        app.is_file(),
-        "{} is missing: build it with `cargo build -p capture-testapp` (or test with \
-         `cargo test -p capture-layer -p capture-testapp`)",
-        app.display()
-    );
-    app
+    capture_testapp::binary().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A command for a title on `display` with the layer enabled and pointed at `socket`.
