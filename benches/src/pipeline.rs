@@ -1,11 +1,14 @@
 //! `stratus-bench pipeline`: renders demo-title frames, converts them to I420 on the GPU and
-//! encodes them, in one process, one frame at a time, and reports each stage's time.
+//! encodes them, in one process, one frame at a time, and reports each stage's time; then
+//! times the CPU `pattern` title's frames at the same size (what the latency lab feeds both
+//! senders).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use capture::offscreen::DemoRenderer;
 use encoder::{Encoder, EncoderConfig};
+use server::title::pattern::PatternGenerator;
 
 use crate::stats::{Report, percentile};
 
@@ -59,6 +62,16 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<Report> {
             measured_wall += done - start;
         }
     }
+    let pattern = PatternGenerator::new(args.width, args.height).context("the pattern title")?;
+    let mut made = Vec::with_capacity(args.frames as usize);
+    for i in 0..WARMUP_FRAMES + args.frames {
+        let start = Instant::now();
+        let frame = pattern.frame(u64::from(i), 0, None);
+        std::hint::black_box(&frame);
+        if i >= WARMUP_FRAMES {
+            made.push(ms(start.elapsed()));
+        }
+    }
     Ok(Report::default()
         .field("width", args.width)
         .field("height", args.height)
@@ -73,6 +86,8 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<Report> {
         .field("encode_ms_p99", percentile(&encode, 99.0))
         .field("total_ms_p50", percentile(&total, 50.0))
         .field("total_ms_p99", percentile(&total, 99.0))
+        .field("pattern_ms_p50", percentile(&made, 50.0))
+        .field("pattern_ms_p99", percentile(&made, 99.0))
         .field("encoder", info.element)
         .field("device", renderer.device_name().to_string()))
 }

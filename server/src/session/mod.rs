@@ -271,7 +271,6 @@ impl<'a> Driver<'a> {
             if let Some(end) = self.carry_out().await {
                 break end;
             }
-            let now = Instant::now();
             let wake = tokio::time::Instant::from_std(self.core.poll_timeout());
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
@@ -282,7 +281,7 @@ impl<'a> Driver<'a> {
                 ev = events.recv() => match ev {
                     Some(PeerEvent::State(s)) => {
                         if let Some(state) = peer_state(s) {
-                            self.core.handle_input(Input::Peer(state), now);
+                            self.core.handle_input(Input::Peer(state), Instant::now());
                         }
                     }
                     Some(PeerEvent::DataChannel(dc)) => {
@@ -314,7 +313,7 @@ impl<'a> Driver<'a> {
                 },
                 Some(()) = kf_rx.recv() => {
                     self.params.metrics.pli.fetch_add(1, Relaxed);
-                    self.core.handle_input(Input::KeyframeRequest, now);
+                    self.core.handle_input(Input::KeyframeRequest, Instant::now());
                 },
                 _ = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
