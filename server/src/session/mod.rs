@@ -497,10 +497,10 @@ impl<'a> Driver<'a> {
         if let Some(us) = sample.encode_us {
             metrics.encode_us.store(us, Relaxed);
         }
+        metrics
+            .bitrate_kbps
+            .store(u64::from(sample.bitrate_kbps), Relaxed);
         if let Some(m) = &self.media {
-            metrics
-                .bitrate_kbps
-                .store(u64::from(m.encoder.bitrate()), Relaxed);
             let counters = m.pipeline.counters();
             metrics
                 .frames_dropped

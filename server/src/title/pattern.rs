@@ -276,7 +276,10 @@ impl PatternSource {
 
 impl Source for PatternSource {
     fn next_frame(&mut self) -> Result<Frame, CaptureError> {
-        let due = self.epoch + self.interval.saturating_mul(self.next_tick as u32);
+        let due = self.epoch
+            + Duration::from_nanos(
+                (self.interval.as_nanos() as u64).saturating_mul(self.next_tick),
+            );
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
