@@ -143,7 +143,7 @@ pub enum EncoderError {
         package: &'static str,
     },
     /// The configuration cannot be encoded.
-    #[error("invalid encoder configuration: {0}")]
+    #[error("{0}")]
     InvalidConfig(String),
     /// A frame the encoder cannot take (wrong format, short data, an odd size or one outside
     /// what the element takes).

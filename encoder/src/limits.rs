@@ -105,22 +105,11 @@ pub(crate) fn check_frame(frame: &Frame, expected_len: usize) -> Result<(), Enco
 /// Refuses a configuration the encoder cannot open.
 pub(crate) fn validate(config: &EncoderConfig) -> Result<(), EncoderError> {
     let bad = |m: String| Err(EncoderError::InvalidConfig(m));
-    if config.width == 0 || config.height == 0 {
+    let (w, h) = (config.width, config.height);
+    if w == 0 || h == 0 || !w.is_multiple_of(2) || !h.is_multiple_of(2) || w > 4096 || h > 4096 {
         return bad(format!(
-            "size {}x{} must be non-zero",
-            config.width, config.height
-        ));
-    }
-    if !config.width.is_multiple_of(2) || !config.height.is_multiple_of(2) {
-        return bad(format!(
-            "size {}x{} must be even for 4:2:0",
-            config.width, config.height
-        ));
-    }
-    if config.width > 4096 || config.height > 4096 {
-        return bad(format!(
-            "size {}x{} exceeds 4096x4096",
-            config.width, config.height
+            "the picture is {w}x{h} pixels, but the video stream takes pictures whose width and \
+             height are even and at most 4096 pixels"
         ));
     }
     if config.fps == 0 || config.fps > 240 {

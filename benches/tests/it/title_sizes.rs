@@ -194,3 +194,57 @@ async fn every_node_offers_the_pattern_title_and_its_codes_read_back() {
         "{list}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_title_that_cannot_be_streamed_ends_once_with_a_sentence_and_is_not_retried() {
+    use benches::chromium::{Chromium, LaunchOptions};
+    // A window wider than any H.264 encoder here takes (4096): the same failure every time.
+    let mut config = session_config();
+    config.titles = vec!["too-wide".into()];
+    let stack = crate::support::start_with(config, &studio()).await;
+    let app = testapp();
+    let argv = [
+        app.to_str().expect("utf-8 path"),
+        "--phase",
+        "4100x64:1000000",
+        "--interval-ms",
+        "30",
+    ];
+    publish(stack.addr, "too-wide", &argv).await;
+    let mut page = Chromium::launch(
+        &format!("{}?title=too-wide", stack.page_url()),
+        &LaunchOptions::default(),
+    )
+    .await
+    .expect("launch headless chromium");
+    page.wait_for(
+        "window.stratus && window.stratus.lastEnd !== null",
+        Duration::from_secs(40),
+        "the session's end",
+    )
+    .await
+    .expect("the session ends");
+    // Long enough for the page's retry countdown (3 s) to have run out, had it started one.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let shown = page
+        .eval("({ end: window.stratus.lastEnd, status: window.stratus.status, reconnects: window.stratus.reconnects })")
+        .await
+        .expect("state");
+    eprintln!("too-wide: {shown}");
+    let end = shown["end"].as_str().unwrap_or_default();
+    assert!(
+        end.contains("4100x64") && !end.contains("gst") && !end.contains("GStreamer"),
+        "the player reads a sentence naming the size: {end:?}"
+    );
+    assert!(
+        shown["status"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("4100x64"),
+        "the page says why: {shown}"
+    );
+    assert_eq!(shown["reconnects"], 0, "the page did not retry: {shown}");
+    let records = stack.shared().store.sessions(10).await.expect("records");
+    let tries = records.iter().filter(|r| r.title == "too-wide").count();
+    assert_eq!(tries, 1, "one session, not a retry loop: {records:?}");
+}

@@ -31,7 +31,7 @@ pub(super) async fn start_media(
         config.prefer = v.prefer_encoders.clone();
         config.roi = v.roi;
         let encoder =
-            Arc::new(Encoder::open(config).map_err(|e| format!("cannot open the encoder: {e}"))?);
+            Arc::new(Encoder::open(config).map_err(|e| format!("the title's picture cannot be streamed: {e}"))?);
         let source = title
             .source
             .take()
