@@ -116,6 +116,12 @@ async fn pli_from_the_player_brings_an_idr() {
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media)
+        // No mDNS: the test runs where only loopback exists, and no packet may leave it.
+        .with_setting_engine(
+            rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
+                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                .build(),
+        )
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(Receiver {
             gathered: gathered_tx,

@@ -8,6 +8,7 @@ mod first_light;
 mod input_demo;
 mod keyframe;
 mod ladder;
+mod loopback;
 mod native_client;
 mod node_sessions;
 mod predict_js;

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_nack, configure_rtcp_reports, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use signaling::protocol::{ClientMsg, IceCandidate, IceServer};
@@ -159,6 +161,12 @@ pub(super) async fn build(
                 .build(),
         )
         .with_media_engine(media)
+        // The node publishes plain addresses; multicast queries would only leave the machine.
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+                .build(),
+        )
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(handler))
         .with_udp_addrs(vec![format!("{bind_ip}:0")])

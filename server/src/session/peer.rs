@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
     Attribute, BandwidthEstimator, EstimatorStats, Gcc, Interceptor, Packet, PacketReport,
     Registry, Slot, StreamInfo, TaggedPacket,
@@ -17,7 +18,7 @@ use rtc::peer_connection::configuration::interceptor_registry::{
     CongestionFeedback, configure_congestion_control, configure_nack, configure_rtcp_reports,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::configuration::setting_engine::SettingEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
@@ -188,7 +189,12 @@ pub async fn build_peer(
     let registry = configure_rtcp_reports(configure_nack(registry, &mut media));
     let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
 
-    let setting = SettingEngine::default();
+    // A server has no use for mDNS: it publishes no `.local` names, and it neither queries nor
+    // resolves a player's (a browser's mDNS host candidate reaches it as peer-reflexive), so
+    // no multicast leaves the node.
+    let setting = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .build();
     let config = RTCConfigurationBuilder::new().build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(config)
