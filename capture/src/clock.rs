@@ -5,7 +5,7 @@
 //! into frames carries wall-clock milliseconds instead, so that a receiver with no access to our
 //! timestamps (a browser page) can still tell when a frame was made.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// CLOCK_MONOTONIC now, in nanoseconds.
 pub fn monotonic_ns() -> u64 {
@@ -27,8 +27,67 @@ pub fn epoch_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The schedule of a source that makes its own frames (the demo, the pattern): one frame every
+/// `1/fps` from the start. A source that falls behind skips ahead instead of bursting, and the
+/// skipped ticks' frame ids are never used, so the gap shows downstream as dropped frames.
+#[derive(Debug, Clone)]
+pub struct FrameClock {
+    epoch: Instant,
+    interval: Duration,
+    next_tick: u64,
+}
+
+impl FrameClock {
+    /// A schedule of `fps` frames a second starting now (`fps` 0 is taken as 1).
+    pub fn new(fps: u32) -> Self {
+        Self {
+            epoch: Instant::now(),
+            interval: Duration::from_secs(1) / fps.max(1),
+            next_tick: 0,
+        }
+    }
+
+    /// Sleeps until the next frame is due and returns its id.
+    pub fn wait_next(&mut self) -> u64 {
+        let due = self.due(self.next_tick);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        self.tick(Instant::now())
+    }
+
+    /// The id of the frame to make at `now` (a tick whose time has passed is skipped), and the
+    /// schedule moves past it.
+    pub fn tick(&mut self, now: Instant) -> u64 {
+        let late = (now
+            .saturating_duration_since(self.due(self.next_tick))
+            .as_nanos()
+            / self.interval.as_nanos().max(1)) as u64;
+        let id = self.next_tick + late;
+        self.next_tick = id + 1;
+        id
+    }
+
+    fn due(&self, tick: u64) -> Instant {
+        self.epoch + Duration::from_nanos((self.interval.as_nanos() as u64).saturating_mul(tick))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_frame_clock_skips_the_ticks_a_slow_source_missed() {
+        let mut clock = super::FrameClock::new(100);
+        let t0 = clock.epoch;
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        assert_eq!(clock.tick(at(0)), 0);
+        assert_eq!(clock.tick(at(10)), 1);
+        // 35 ms late for tick 2: ticks 2, 3 and 4 have passed; frame 5 is made.
+        assert_eq!(clock.tick(at(55)), 5);
+        assert_eq!(clock.tick(at(60)), 6);
+    }
+
     #[test]
     fn monotonic_advances() {
         let a = super::monotonic_ns();

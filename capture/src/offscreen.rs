@@ -291,9 +291,7 @@ impl DemoRenderer {
 #[derive(Debug)]
 pub struct DemoSource {
     renderer: DemoRenderer,
-    interval: Duration,
-    epoch: Instant,
-    next_tick: u64,
+    clock: clock::FrameClock,
     last: RenderTimings,
 }
 
@@ -306,9 +304,7 @@ impl DemoSource {
         let renderer = DemoRenderer::new(width, height)?;
         Ok(Self {
             renderer,
-            interval: Duration::from_secs(1) / fps,
-            epoch: Instant::now(),
-            next_tick: 0,
+            clock: clock::FrameClock::new(fps),
             last: RenderTimings::default(),
         })
     }
@@ -326,18 +322,7 @@ impl DemoSource {
 
 impl Source for DemoSource {
     fn next_frame(&mut self) -> Result<Frame, CaptureError> {
-        let due = self.epoch
-            + Duration::from_nanos(
-                (self.interval.as_nanos() as u64).saturating_mul(self.next_tick),
-            );
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        let late_ticks = (Instant::now().saturating_duration_since(due).as_nanos()
-            / self.interval.as_nanos().max(1)) as u64;
-        let id = self.next_tick + late_ticks;
-        self.next_tick = id + 1;
+        let id = self.clock.wait_next();
         let (frame, timings) = self.renderer.render_frame(id)?;
         self.last = timings;
         Ok(frame)

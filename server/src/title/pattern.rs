@@ -15,11 +15,11 @@
 //! A frame is a handful of row copies and small fills: well under a millisecond at 720p.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stream_formats::latency_code::{self, CodeRow};
 
+use capture::clock::FrameClock;
 use capture::convert::rgb_to_ycbcr;
 use capture::offscreen::{DemoControls, indicator_rgb, swatch_rect, swatch_rgb};
 use capture::{CaptureError, Frame, PixelFormat, Source};
@@ -251,9 +251,7 @@ impl Planes<'_> {
 pub struct PatternSource {
     generator: PatternGenerator,
     controls: Arc<DemoControls>,
-    epoch: Instant,
-    interval: Duration,
-    next_tick: u64,
+    clock: FrameClock,
 }
 
 impl PatternSource {
@@ -262,9 +260,7 @@ impl PatternSource {
         Ok(PatternSource {
             generator: PatternGenerator::new(width, height)?,
             controls: Arc::new(DemoControls::default()),
-            epoch: Instant::now(),
-            interval: Duration::from_secs(1) / fps.max(1),
-            next_tick: 0,
+            clock: FrameClock::new(fps),
         })
     }
 
@@ -276,18 +272,7 @@ impl PatternSource {
 
 impl Source for PatternSource {
     fn next_frame(&mut self) -> Result<Frame, CaptureError> {
-        let due = self.epoch
-            + Duration::from_nanos(
-                (self.interval.as_nanos() as u64).saturating_mul(self.next_tick),
-            );
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        let late = (Instant::now().saturating_duration_since(due).as_nanos()
-            / self.interval.as_nanos().max(1)) as u64;
-        let id = self.next_tick + late;
-        self.next_tick = id + 1;
+        let id = self.clock.wait_next();
         let captured_ns = capture::clock::monotonic_ns();
         let data = self
             .generator
