@@ -316,19 +316,7 @@ async fn titles_that_fail_reach_the_player_and_the_session_record() {
         ),
         ("blank", "the title showed no frame within 3s"),
     ] {
-        let mut page = Chromium::launch(
-            &format!("{}?title={title}", stack.page_url()),
-            &LaunchOptions::default(),
-        )
-        .await
-        .expect("launch headless chromium");
-        page.wait_for(
-            "window.stratus && window.stratus.lastEnd !== null",
-            Duration::from_secs(40),
-            "the session's end",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{title}: {e}"));
+        let mut page = crate::support::play_until_the_session_ends(&stack, title).await;
         let shown = page
             .eval("({ end: window.stratus.lastEnd, status: window.stratus.status })")
             .await

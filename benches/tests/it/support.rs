@@ -108,3 +108,23 @@ pub async fn publish(addr: std::net::SocketAddr, id: &str, argv: &[&str]) {
     let reply = benches::lab::http_raw(addr, &put).await.expect("publish");
     assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
 }
+
+/// Opens the page on `title` in headless Chromium and waits (40 s at most) until the session it
+/// starts has ended, as a title that fails to start or cannot be streamed ends it.
+pub async fn play_until_the_session_ends(lab: &Lab, title: &str) -> benches::chromium::Chromium {
+    use benches::chromium::{Chromium, LaunchOptions};
+    let mut page = Chromium::launch(
+        &format!("{}?title={title}", lab.page_url()),
+        &LaunchOptions::default(),
+    )
+    .await
+    .expect("launch headless chromium");
+    page.wait_for(
+        "window.stratus && window.stratus.lastEnd !== null",
+        std::time::Duration::from_secs(40),
+        "the session's end",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{title}: {e}"));
+    page
+}

@@ -107,9 +107,7 @@ async fn play(addr: std::net::SocketAddr, title: &str, pictures: u64) -> Seen {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     session.close().await;
-    Arc::try_unwrap(seen)
-        .map(|m| m.into_inner().unwrap_or_default())
-        .unwrap_or_else(|arc| std::mem::take(&mut *arc.lock().expect("seen")))
+    std::mem::take(&mut *seen.lock().expect("seen"))
 }
 
 fn session_config() -> NodeConfig {
@@ -197,7 +195,6 @@ async fn every_node_offers_the_pattern_title_and_its_codes_read_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_title_that_cannot_be_streamed_ends_once_with_a_sentence_and_is_not_retried() {
-    use benches::chromium::{Chromium, LaunchOptions};
     // A window wider than any H.264 encoder here takes (4096): the same failure every time.
     let mut config = session_config();
     config.titles = vec!["too-wide".into()];
@@ -211,19 +208,7 @@ async fn a_title_that_cannot_be_streamed_ends_once_with_a_sentence_and_is_not_re
         "30",
     ];
     publish(stack.addr, "too-wide", &argv).await;
-    let mut page = Chromium::launch(
-        &format!("{}?title=too-wide", stack.page_url()),
-        &LaunchOptions::default(),
-    )
-    .await
-    .expect("launch headless chromium");
-    page.wait_for(
-        "window.stratus && window.stratus.lastEnd !== null",
-        Duration::from_secs(40),
-        "the session's end",
-    )
-    .await
-    .expect("the session ends");
+    let mut page = crate::support::play_until_the_session_ends(&stack, "too-wide").await;
     // Long enough for the page's retry countdown (3 s) to have run out, had it started one.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let shown = page
