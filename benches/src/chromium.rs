@@ -120,6 +120,11 @@ impl Chromium {
         }
     }
 
+    /// The browser's process id (its renderer and GPU processes are its descendants).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Evaluates `expression` in the page (promises are awaited) and returns its JSON value.
     pub async fn eval(&mut self, expression: &str) -> anyhow::Result<Value> {
         let result = self

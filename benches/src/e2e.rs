@@ -52,8 +52,11 @@ pub struct E2eArgs {
     pub key_presses: u32,
 }
 
-/// The measuring script: installs `window.__lab` with `start(seconds)` and `report()`.
-const LAB_JS: &str = r#"
+/// The measuring script: installs `window.__lab` with `start(seconds)` and `report()`. Per
+/// presented frame it keeps glass-to-glass (`g2g`: expected display time − the frame's latency
+/// code) and the sender's share (`snd`: the time the frame's last packet was received, the
+/// callback's `receiveTime`, − the code).
+pub(crate) const LAB_JS: &str = r#"
 (async () => {
   const { readCode } = await import('/stratus.js');
   const { KEY_CODES } = await import('/keys.js');
@@ -65,7 +68,7 @@ const LAB_JS: &str = r#"
   ind.width = 64; ind.height = 64;
   const ictx = ind.getContext('2d', { willReadFrequently: true });
   const indicator = (key) => [(key * 37) % 256, (key * 91 + 64) % 256, 32];
-  const lab = { g2g: [], i2p: [], frames: 0, pending: null, keydowns: 0, done: false, t0: 0, t1: 0 };
+  const lab = { g2g: [], snd: [], i2p: [], frames: 0, pending: null, keydowns: 0, done: false, t0: 0, t1: 0 };
   window.addEventListener('keydown', (e) => {
     const key = KEY_CODES[e.code];
     if (key !== undefined && !e.repeat) { lab.pending = { key, at: e.timeStamp }; lab.keydowns++; }
@@ -75,7 +78,10 @@ const LAB_JS: &str = r#"
     const shown = meta.expectedDisplayTime || now;
     cctx.drawImage(video, 0, 0, 912, 64, 0, 0, 912, 64);
     const epoch = readCode(cctx.getImageData(0, 0, 912, 64), 0);
-    if (epoch !== null) lab.g2g.push(performance.timeOrigin + shown - epoch);
+    if (epoch !== null) {
+      lab.g2g.push(performance.timeOrigin + shown - epoch);
+      if (meta.receiveTime) lab.snd.push(performance.timeOrigin + meta.receiveTime - epoch);
+    }
     if (lab.pending) {
       const h = video.videoHeight;
       ictx.drawImage(video, 32, h - 96, 64, 64, 0, 0, 64, 64);
@@ -96,7 +102,7 @@ const LAB_JS: &str = r#"
     lab.t1 = lab.t0 + seconds * 1000;
     video.requestVideoFrameCallback(onFrame);
   };
-  lab.report = () => ({ g2g: lab.g2g, i2p: lab.i2p, frames: lab.frames, keydowns: lab.keydowns,
+  lab.report = () => ({ g2g: lab.g2g, snd: lab.snd, i2p: lab.i2p, frames: lab.frames, keydowns: lab.keydowns,
                         elapsed_ms: performance.now() - lab.t0, done: lab.done });
   window.__lab = lab;
   return true;

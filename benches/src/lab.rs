@@ -131,7 +131,8 @@ impl Lab {
     }
 }
 
-async fn wait_registered(shared: &ReplicaState, node_id: &str) -> anyhow::Result<()> {
+/// Waits (at most 10 s) until `node_id` has registered with the service behind `shared`.
+pub async fn wait_registered(shared: &ReplicaState, node_id: &str) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !shared.local.node_ids().iter().any(|n| n == node_id) {
         if tokio::time::Instant::now() > deadline {

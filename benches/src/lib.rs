@@ -17,13 +17,16 @@
 
 pub mod capture;
 pub mod chromium;
+pub mod cpu;
 pub mod e2e;
 pub mod encode;
 pub mod lab;
+pub mod labbench;
 pub mod native;
 pub mod node;
 pub mod pipeline;
 pub mod predict;
+pub mod reference;
 pub mod rtc_peer;
 pub mod shaper;
 pub mod signaling;

@@ -5,6 +5,8 @@ use anyhow::Context;
 use benches::capture::{self as capture_bench, CaptureArgs};
 use benches::e2e::{self, E2eArgs};
 use benches::encode::{self, EncodeArgs};
+use benches::labbench::sender::{self as lab_sender, SenderArgs, SenderKind};
+use benches::labbench::{self, Case, LabArgs};
 use benches::node::{self as node_bench, NodeArgs};
 use benches::pipeline::{self, PipelineArgs};
 use benches::predict::{self, PredictArgs};
@@ -48,6 +50,46 @@ enum Bench {
         /// A trace file, or a directory of `*.trace` files (default: the synthetic corpus).
         #[arg(long)]
         traces: Option<std::path::PathBuf>,
+    },
+    /// Our node against a plain GStreamer webrtcbin sender (Selkies-style x264enc), side by
+    /// side on the `pattern` title: into headless Chromium, and our node into the native client.
+    Lab {
+        /// Frame size, `WIDTHxHEIGHT`.
+        #[arg(long, default_value = "1280x720")]
+        size: String,
+        /// Frames per second.
+        #[arg(long, default_value_t = 60)]
+        fps: u32,
+        /// Video bitrate, kbit/s.
+        #[arg(long, default_value_t = 6000)]
+        kbps: u32,
+        /// Rounds; each runs every case once, in turn.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Seconds measured per case and round.
+        #[arg(long, default_value_t = 30)]
+        seconds: u32,
+        /// Only these cases (all by default).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        cases: Vec<Case>,
+    },
+    /// (Internal) one of the lab's senders, in its own process.
+    #[command(name = "lab-sender", hide = true)]
+    LabSender {
+        #[arg(long, value_enum)]
+        kind: SenderKind,
+        #[arg(long)]
+        signaling: String,
+        #[arg(long)]
+        width: u32,
+        #[arg(long)]
+        height: u32,
+        #[arg(long)]
+        fps: u32,
+        #[arg(long)]
+        kbps: u32,
+        #[arg(long)]
+        metrics_out: std::path::PathBuf,
     },
     /// Our ROI encoder element against stock x264enc: speed, ROI quality, rate accuracy.
     Encode {
@@ -248,6 +290,54 @@ fn main() -> anyhow::Result<()> {
             let runs = capture_bench::run(&args)?;
             print_runs(&runs, cli.json);
             return Ok(());
+        }
+        Bench::Lab {
+            size,
+            fps,
+            kbps,
+            runs,
+            seconds,
+            cases,
+        } => {
+            let (width, height) = parse_size(&size)?;
+            let report = labbench::run(&LabArgs {
+                width,
+                height,
+                fps,
+                kbps,
+                runs,
+                seconds,
+                cases: if cases.is_empty() {
+                    Case::ALL.to_vec()
+                } else {
+                    cases
+                },
+            })?;
+            if cli.json {
+                println!("{report}");
+            } else {
+                print!("{}", labbench::table(&report));
+            }
+            return Ok(());
+        }
+        Bench::LabSender {
+            kind,
+            signaling,
+            width,
+            height,
+            fps,
+            kbps,
+            metrics_out,
+        } => {
+            return lab_sender::serve(SenderArgs {
+                kind,
+                signaling_url: signaling,
+                width,
+                height,
+                fps,
+                kbps,
+                metrics_out,
+            });
         }
         Bench::Encode {
             frames,

@@ -91,6 +91,11 @@ impl NativeClient {
         })
     }
 
+    /// The client's process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The client's working directory (removed when this is dropped).
     pub fn dir(&self) -> &Path {
         &self._dir.0

@@ -57,6 +57,11 @@ pub struct Measure {
     pub client_ms: VecDeque<f64>,
     /// Input-to-photon samples, ms.
     pub i2p_ms: VecDeque<f64>,
+    /// The sender's and network's share of each glass-to-glass sample: glass-to-glass minus
+    /// the client's share (so: latency code to the unit's last packet in), ms.
+    pub sender_ms: VecDeque<f64>,
+    /// Freezes among the presented frames, as the W3C counts them.
+    pub freezes: FreezeCounter,
     /// Frames presented.
     pub presented: u64,
     /// The last frame id read from the picture.
@@ -99,10 +104,14 @@ impl Measure {
         }
         push(&mut self.decode_ms, decode.as_secs_f64() * 1000.0);
         let client = decode + now.saturating_duration_since(decoded_at);
-        push(&mut self.client_ms, client.as_secs_f64() * 1000.0);
+        let client_ms = client.as_secs_f64() * 1000.0;
+        push(&mut self.client_ms, client_ms);
+        self.freezes.presented(now);
         // BGRx reads as RGBx for black and white cells.
         if let Some(rendered) = latency_code::read_rgba(pixels, stride, height, CodeRow::EpochMs) {
-            push(&mut self.g2g_ms, presented_epoch_ms - rendered as f64);
+            let g2g = presented_epoch_ms - rendered as f64;
+            push(&mut self.g2g_ms, g2g);
+            push(&mut self.sender_ms, g2g - client_ms);
         }
         if let Some(id) = latency_code::read_rgba(pixels, stride, height, CodeRow::FrameId) {
             self.last_frame_id = Some(id);
@@ -133,6 +142,44 @@ impl Measure {
     /// Frames presented in the last second.
     pub fn fps(&self) -> usize {
         self.recent.len()
+    }
+}
+
+/// Counts freezes the way the W3C's `freezeCount` does: a frame shown more than
+/// max(3 × the mean, the mean + 150 ms) after the one before, the mean taken over the
+/// durations of the 30 frames before it.
+#[derive(Debug, Default)]
+pub struct FreezeCounter {
+    last: Option<Instant>,
+    durations: VecDeque<f64>,
+    count: u64,
+}
+
+impl FreezeCounter {
+    /// Frames the mean is taken over.
+    const WINDOW: usize = 30;
+
+    /// Notes a frame presented at `now`.
+    pub fn presented(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let d = now.saturating_duration_since(last).as_secs_f64() * 1000.0;
+            if !self.durations.is_empty() {
+                let mean = self.durations.iter().sum::<f64>() / self.durations.len() as f64;
+                if d > (3.0 * mean).max(mean + 150.0) {
+                    self.count += 1;
+                }
+            }
+            if self.durations.len() == Self::WINDOW {
+                self.durations.pop_front();
+            }
+            self.durations.push_back(d);
+        }
+        self.last = Some(now);
+    }
+
+    /// Freezes so far.
+    pub fn count(&self) -> u64 {
+        self.count
     }
 }
 
@@ -193,6 +240,12 @@ mod tests {
         assert_eq!(percentile(m.decode_ms.iter().copied(), 50.0), 4.0);
         // Decoded at t0, presented 33 ms later after 6 ms of decoding: 39 ms in the client.
         assert!((m.client_ms[1] - 39.0).abs() < 1e-6, "{:?}", m.client_ms);
+        // The rest of glass-to-glass is the sender's and the network's.
+        assert!(
+            (m.sender_ms[1] - (23.0 - 39.0)).abs() < 1e-6,
+            "{:?}",
+            m.sender_ms
+        );
         // A frame without codes counts as presented but adds no latency sample.
         m.presented(
             &vec![0; w * h * 4],
@@ -212,5 +265,28 @@ mod tests {
         assert_eq!(percentile(v.clone(), 50.0), 50.0);
         assert_eq!(percentile(v, 95.0), 95.0);
         assert_eq!(percentile([], 50.0), 0.0);
+    }
+
+    #[test]
+    fn counts_freezes_as_the_w3c_does() {
+        let t0 = Instant::now();
+        let mut f = FreezeCounter::default();
+        let mut t = t0;
+        for _ in 0..40 {
+            f.presented(t);
+            t += Duration::from_millis(16);
+        }
+        assert_eq!(f.count(), 0);
+        // 160 ms is over 3 × 16 ms but not over 16 + 150 ms: not a freeze.
+        t += Duration::from_millis(144);
+        f.presented(t);
+        assert_eq!(f.count(), 0);
+        for _ in 0..40 {
+            t += Duration::from_millis(16);
+            f.presented(t);
+        }
+        t += Duration::from_millis(300);
+        f.presented(t);
+        assert_eq!(f.count(), 1);
     }
 }

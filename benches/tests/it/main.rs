@@ -7,6 +7,7 @@ mod errors;
 mod first_light;
 mod input_demo;
 mod keyframe;
+mod lab_bench;
 mod ladder;
 mod loopback;
 mod native_client;

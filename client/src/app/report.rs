@@ -97,6 +97,8 @@ impl App {
             "glass_to_glass_ms": m.g2g_ms,
             "decode_ms": m.decode_ms,
             "client_ms": m.client_ms,
+            "sender_ms": m.sender_ms,
+            "freezes": m.freezes.count(),
             "input_to_photon_ms": m.i2p_ms,
             "video_packets": c.video_packets.load(Ordering::Relaxed),
             "video_bytes": c.video_bytes.load(Ordering::Relaxed),

@@ -1,0 +1,218 @@
+//! The lab's senders, each in a process of its own (this binary re-executed with the hidden
+//! `lab-sender` subcommand) so its CPU time is its own: our node, or the reference pipeline.
+//! Both register with the lab's signaling service as a node offering the `pattern` title, and
+//! both write what they measured themselves to a JSON file once a second:
+//! `{"capture_to_packet_ms": [...], "encode_ms": [...]}` — frame made → its last RTP packet out,
+//! and frame made → encoded, ms (our node gives the encode time as a mean per second).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use server::config::NodeConfig;
+use tokio::process::{Child, Command};
+
+use crate::reference::{self, ReferenceArgs};
+
+/// The hidden subcommand's name.
+pub const SUBCOMMAND: &str = "lab-sender";
+
+/// Which sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SenderKind {
+    /// Our node (`server::Node`) with its built-in `pattern` title.
+    Stratus,
+    /// The Selkies-style GStreamer `webrtcbin` pipeline ([`crate::reference`]).
+    Reference,
+}
+
+impl SenderKind {
+    /// The node id it registers with.
+    pub fn node_id(self) -> &'static str {
+        match self {
+            SenderKind::Stratus => "lab-stratus",
+            SenderKind::Reference => "lab-reference",
+        }
+    }
+}
+
+/// What a sender streams.
+#[derive(Debug, Clone)]
+pub struct SenderArgs {
+    /// Which sender.
+    pub kind: SenderKind,
+    /// The node WebSocket URL of the lab's signaling service.
+    pub signaling_url: String,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Video bitrate, kbit/s.
+    pub kbps: u32,
+    /// Where to write the sender's own measurements.
+    pub metrics_out: PathBuf,
+}
+
+/// A sender process; killed when dropped.
+#[derive(Debug)]
+pub struct SenderProcess {
+    child: Child,
+    metrics: PathBuf,
+    log: PathBuf,
+}
+
+impl SenderProcess {
+    /// Starts `args.kind` in a child process (its log and metrics file go in `dir`).
+    pub fn spawn(args: &SenderArgs, dir: &Path) -> anyhow::Result<SenderProcess> {
+        let exe = std::env::current_exe().context("this binary's path")?;
+        let log = dir.join(format!("{}.log", args.kind.node_id()));
+        let log_file = std::fs::File::create(&log).context("the sender's log")?;
+        let kind = match args.kind {
+            SenderKind::Stratus => "stratus",
+            SenderKind::Reference => "reference",
+        };
+        let child = Command::new(exe)
+            .arg(SUBCOMMAND)
+            .args(["--kind", kind, "--signaling", &args.signaling_url])
+            .args(["--width", &args.width.to_string()])
+            .args(["--height", &args.height.to_string()])
+            .args(["--fps", &args.fps.to_string()])
+            .args(["--kbps", &args.kbps.to_string()])
+            .arg("--metrics-out")
+            .arg(&args.metrics_out)
+            .env(
+                "RUST_LOG",
+                std::env::var("STRATUS_LAB_SENDER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the sender process")?;
+        Ok(SenderProcess {
+            child,
+            metrics: args.metrics_out.clone(),
+            log,
+        })
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// The samples of `field` (`capture_to_packet_ms`, `encode_ms`) the sender wrote last (may
+    /// be empty).
+    pub fn samples(&self, field: &str) -> Vec<f64> {
+        std::fs::read_to_string(&self.metrics)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                v[field]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            })
+            .unwrap_or_default()
+    }
+
+    /// The last lines of its log, for errors.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+/// The child's side: runs the sender until signaling closes or the parent kills it.
+pub fn serve(args: SenderArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async move {
+        match args.kind {
+            SenderKind::Stratus => {
+                let mut config = NodeConfig::loopback(args.signaling_url.clone());
+                config.node_id = args.kind.node_id().into();
+                config.capacity = 1;
+                config.titles = vec![signaling::catalog::PATTERN_TITLE.to_string()];
+                config.video.width = args.width;
+                config.video.height = args.height;
+                config.video.fps = args.fps;
+                // The reference runs at a fixed bitrate; ours starts at it and may not exceed it.
+                config.video.start_kbps = args.kbps;
+                config.video.max_kbps = args.kbps;
+                // The reference sends no sound; neither do we here, so both pay for video only.
+                config.sessions.audio = false;
+                let node = server::Node::new(config);
+                let metrics = node.metrics();
+                let out = args.metrics_out.clone();
+                tokio::spawn(async move {
+                    let mut encode_ms = Vec::new();
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let sessions = metrics.sessions();
+                        let samples: Vec<f64> = sessions
+                            .iter()
+                            .flat_map(|(_, m)| m.capture_to_packet_samples())
+                            .collect();
+                        encode_ms.extend(sessions.iter().map(|(_, m)| {
+                            m.encode_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0
+                        }));
+                        write_samples(&out, &samples, &encode_ms);
+                    }
+                });
+                node.run(std::future::pending()).await;
+                Ok(())
+            }
+            SenderKind::Reference => {
+                let samples = reference::Samples::default();
+                let out = args.metrics_out.clone();
+                let writer = samples.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if let Ok(s) = writer.lock() {
+                            write_samples(&out, &s.last_packet, &s.encoded);
+                        }
+                    }
+                });
+                reference::run(
+                    ReferenceArgs {
+                        signaling_url: args.signaling_url,
+                        node_id: args.kind.node_id().into(),
+                        width: args.width,
+                        height: args.height,
+                        fps: args.fps,
+                        bitrate_kbps: args.kbps,
+                    },
+                    samples,
+                )
+                .await
+            }
+        }
+    })
+}
+
+fn write_samples(path: &Path, capture_to_packet: &[f64], encode: &[f64]) {
+    let text =
+        serde_json::json!({ "capture_to_packet_ms": capture_to_packet, "encode_ms": encode })
+            .to_string();
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .is_err()
+    {
+        tracing::warn!("cannot write the sender's metrics to {}", path.display());
+    }
+}
