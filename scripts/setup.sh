@@ -11,6 +11,8 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   libx264-dev
+  # the latency lab's reference sender: webrtcbin's ICE (libnice's GStreamer elements)
+  gstreamer1.0-nice
   # Vulkan: the loader, Mesa's lavapipe CPU driver, vulkaninfo and vkcube
   libvulkan-dev mesa-vulkan-drivers vulkan-tools
   # windows and browsers for tests
