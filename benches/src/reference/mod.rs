@@ -15,8 +15,11 @@
 //! `rc-lookahead=0`, `sync-lookahead=0`, `vbv-buf-capacity = ceil(1000 / fps) × 1.5` ms,
 //! `sliced-threads=true`, `byte-stream=true`, `pass=cbr`, `speed-preset=ultrafast`,
 //! `tune=zerolatency`, caps `profile=main`; `rtph264pay mtu=1200 aggregate-mode=zero-latency
-//! config-interval=-1`, NACK/PLI/FIR feedback. What GStreamer 1.22 (Debian 12) cannot
-//! reproduce is listed in [`NOT_REPRODUCED`].
+//! config-interval=-1`, NACK/PLI/FIR feedback, and the playout-delay header extension at 0
+//! ([`playout_delay`], a `GstRTPHeaderExtension` subclass as Selkies has). What GStreamer 1.22
+//! (Debian 12) cannot reproduce is listed in [`NOT_REPRODUCED`].
+
+pub mod playout_delay;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +39,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// Selkies-GStreamer options the reference cannot reproduce on GStreamer 1.22.
 pub const NOT_REPRODUCED: &[&str] = &[
     "rtpgccbwe congestion control (gst-plugins-rs; not packaged for Debian 12): the bitrate is fixed",
-    "the playout-delay RTP header extension (Selkies implements it in Python; GStreamer 1.22 has no element for it): the page's own jitterBufferTarget/playoutDelayHint of 0 applies to both senders",
     "the transport-wide congestion control header extension (only used with rtpgccbwe)",
 ];
 
@@ -157,7 +159,10 @@ pub async fn run(args: ReferenceArgs, samples: Samples) -> anyhow::Result<()> {
                     continue;
                 }
                 match event {
-                    Event::Answer(sdp) => send(&mut tx, &NodeMsg::Answer { session_id: id, sdp }).await?,
+                    Event::Answer(sdp) => {
+                        tracing::debug!(%sdp, "the reference's answer");
+                        send(&mut tx, &NodeMsg::Answer { session_id: id, sdp }).await?;
+                    }
                     Event::Ice(mline, candidate) => {
                         let candidate = IceCandidate { candidate, sdp_mid: None, sdp_mline_index: Some(mline as u16) };
                         send(&mut tx, &NodeMsg::Ice { session_id: id, candidate }).await?;
@@ -240,6 +245,11 @@ impl Session {
         note_age(&enc, samples.clone(), |s| &mut s.encoded);
         let pay = pipeline.by_name("pay").context("rtph264pay")?;
         note_age(&pay, samples, |s| &mut s.last_packet);
+        // Selkies writes the playout delay on video when the offer names the extension.
+        if let Some(id) = playout_delay::offered_id(offer, "video", playout_delay::URI) {
+            let ext = playout_delay::PlayoutDelay::with_id(id);
+            pay.emit_by_name::<()>("add-extension", &[&ext]);
+        }
 
         let ice_events = events.clone();
         webrtc.connect("on-ice-candidate", false, move |values| {
