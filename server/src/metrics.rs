@@ -49,25 +49,54 @@ pub struct SessionMetrics {
     /// The stream's current size and rate step (0 = full; see `session::Ladder`).
     pub quality_step: AtomicU64,
     latency: Mutex<LatencyWindow>,
+    encode: Mutex<LatencyWindow>,
 }
 
 #[derive(Debug, Default)]
 struct LatencyWindow {
     samples: Vec<f64>,
     next: usize,
+    /// Samples recorded since the start.
+    total: u64,
+}
+
+impl LatencyWindow {
+    fn record(&mut self, ms: f64) {
+        if self.samples.len() < LATENCY_WINDOW {
+            self.samples.push(ms);
+        } else {
+            let i = self.next;
+            self.samples[i] = ms;
+        }
+        self.next = (self.next + 1) % LATENCY_WINDOW;
+        self.total += 1;
+    }
+
+    /// The samples recorded after the first `seen`, oldest first (at most the window's worth),
+    /// and the count recorded so far.
+    fn since(&self, seen: u64) -> (Vec<f64>, u64) {
+        let fresh = (self.total.saturating_sub(seen) as usize).min(self.samples.len());
+        let len = self.samples.len();
+        // The newest sample sits just before `next` (the window is full once it wraps).
+        let newest_end = if len < LATENCY_WINDOW {
+            len
+        } else {
+            self.next + len
+        };
+        let out = (newest_end - fresh..newest_end)
+            .map(|i| self.samples[i % len])
+            .collect();
+        (out, self.total)
+    }
 }
 
 impl SessionMetrics {
     /// Records one frame's capture→packet time.
     pub fn record_capture_to_packet(&self, ms: f64) {
-        let mut w = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        if w.samples.len() < LATENCY_WINDOW {
-            w.samples.push(ms);
-        } else {
-            let i = w.next;
-            w.samples[i] = ms;
-        }
-        w.next = (w.next + 1) % LATENCY_WINDOW;
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(ms);
     }
 
     /// The recent capture→packet times, in ms (unordered).
@@ -78,7 +107,44 @@ impl SessionMetrics {
             .samples
             .clone()
     }
+
+    /// The capture→packet times recorded after the first `seen`, oldest first, and the count
+    /// recorded so far: a reader that passes back the count gets each sample once.
+    pub fn capture_to_packet_since(&self, seen: u64) -> (Vec<f64>, u64) {
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .since(seen)
+    }
+
+    /// [`SessionMetrics::capture_to_packet_since`] for the capture→encoded times.
+    pub fn encode_since(&self, seen: u64) -> (Vec<f64>, u64) {
+        self.encode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .since(seen)
+    }
+
+    /// Records one frame's capture→encoded time (queues before the encoder included).
+    pub fn record_encode(&self, ms: f64) {
+        self.encode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(ms);
+    }
+
+    /// The recent capture→encoded times, in ms (unordered).
+    pub fn encode_samples(&self) -> Vec<f64> {
+        self.encode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .samples
+            .clone()
+    }
 }
+
+/// Reads one of a session's sample windows.
+type SamplesOf = fn(&SessionMetrics) -> Vec<f64>;
 
 /// The `q`-quantile (0..=1) of `samples` (nearest rank); `None` when empty.
 pub fn quantile(samples: &[f64], q: f64) -> Option<f64> {
@@ -240,19 +306,29 @@ impl NodeMetrics {
                 let _ = writeln!(out, "{name}{{session=\"{id}\"}} {}", field(m));
             }
         }
-        let name = "stratus_session_capture_to_packet_ms";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Capture to RTP packet time over the recent frames.\n# TYPE {name} summary"
-        );
-        for (id, m) in &sessions {
-            let samples = m.capture_to_packet_samples();
-            for q in [0.5, 0.99] {
-                if let Some(v) = quantile(&samples, q) {
-                    let _ = writeln!(out, "{name}{{session=\"{id}\",quantile=\"{q}\"}} {v:.3}");
+        let summaries: [(&str, &str, SamplesOf); 2] = [
+            (
+                "stratus_session_capture_to_packet_ms",
+                "Capture to RTP packet time over the recent frames.",
+                SessionMetrics::capture_to_packet_samples,
+            ),
+            (
+                "stratus_session_encode_ms",
+                "Capture to encoded time (queues before the encoder included) over the recent frames.",
+                SessionMetrics::encode_samples,
+            ),
+        ];
+        for (name, help, samples_of) in summaries {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+            for (id, m) in &sessions {
+                let samples = samples_of(m);
+                for q in [0.5, 0.99] {
+                    if let Some(v) = quantile(&samples, q) {
+                        let _ = writeln!(out, "{name}{{session=\"{id}\",quantile=\"{q}\"}} {v:.3}");
+                    }
                 }
+                let _ = writeln!(out, "{name}_count{{session=\"{id}\"}} {}", samples.len());
             }
-            let _ = writeln!(out, "{name}_count{{session=\"{id}\"}} {}", samples.len());
         }
         out
     }
@@ -307,5 +383,31 @@ mod tests {
         );
         node.remove("abc");
         assert!(!node.render(4, true).contains("session=\"abc\""));
+    }
+
+    #[test]
+    fn a_reader_gets_each_sample_once_in_order() {
+        let m = SessionMetrics::default();
+        let (none, seen) = m.capture_to_packet_since(0);
+        assert!(none.is_empty() && seen == 0);
+        for i in 0..10 {
+            m.record_capture_to_packet(f64::from(i));
+        }
+        let (first, seen) = m.capture_to_packet_since(0);
+        assert_eq!(first, (0..10).map(f64::from).collect::<Vec<_>>());
+        for i in 10..(LATENCY_WINDOW as u32 + 20) {
+            m.record_capture_to_packet(f64::from(i));
+        }
+        // More than a window since: the window's worth, oldest first.
+        let (next, total) = m.capture_to_packet_since(seen);
+        assert_eq!(total, LATENCY_WINDOW as u64 + 20);
+        assert_eq!(next.len(), LATENCY_WINDOW);
+        assert_eq!(next[0], 20.0);
+        assert_eq!(
+            next.last().copied(),
+            Some(f64::from(LATENCY_WINDOW as u32 + 19))
+        );
+        m.record_capture_to_packet(-1.0);
+        assert_eq!(m.capture_to_packet_since(total).0, [-1.0]);
     }
 }

@@ -373,9 +373,13 @@ async fn run_case(case: Case, args: &LabArgs, dir: &std::path::Path) -> anyhow::
         _ => browser(args, &signaling, &sender).await,
     };
     match run {
-        Ok(mut run) => {
+        Ok((mut run, marks)) => {
+            // The sender's own samples from the measured span only (not the start-up's).
             run.sender_internal = sender.samples("capture_to_packet_ms");
             run.encode = sender.samples("encode_ms");
+            run.sender_internal
+                .drain(..marks.0.min(run.sender_internal.len()));
+            run.encode.drain(..marks.1.min(run.encode.len()));
             Ok(run)
         }
         Err(e) => {
@@ -395,7 +399,7 @@ async fn browser(
     args: &LabArgs,
     signaling: &Signaling,
     sender: &SenderProcess,
-) -> anyhow::Result<CaseRun> {
+) -> anyhow::Result<(CaseRun, (usize, usize))> {
     let url = format!(
         "http://{}/?title={}",
         signaling.addr,
@@ -420,6 +424,7 @@ async fn browser(
         .await
         .context("install the measuring script")?;
     let before = page.eval(INBOUND_VIDEO).await?;
+    let marks = sender.marks();
     let sender_cpu = CpuMeter::start(sender.pid());
     let receiver_cpu = CpuMeter::start(page.pid().unwrap_or(0));
     page.eval(&format!("window.__lab.start({})", args.seconds))
@@ -450,26 +455,29 @@ async fn browser(
             0.0
         }
     };
-    Ok(CaseRun {
-        g2g,
-        sender: list(&lab["snd"]),
-        sender_internal: Vec::new(),
-        encode: Vec::new(),
-        jitter_buffer_ms: per("jitterBufferDelay", "jitterBufferEmittedCount"),
-        decode_ms: per("totalDecodeTime", "framesDecoded"),
-        fps: num(&lab, "frames") / (num(&lab, "elapsed_ms") / 1000.0).max(1e-9),
-        received_kbps: 8.0 * delta("bytesReceived") / num(&lab, "elapsed_ms").max(1e-9),
-        freezes: delta("freezeCount").max(0.0) as u64,
-        sender_cpu,
-        receiver_cpu,
-    })
+    Ok((
+        CaseRun {
+            g2g,
+            sender: list(&lab["snd"]),
+            sender_internal: Vec::new(),
+            encode: Vec::new(),
+            jitter_buffer_ms: per("jitterBufferDelay", "jitterBufferEmittedCount"),
+            decode_ms: per("totalDecodeTime", "framesDecoded"),
+            fps: num(&lab, "frames") / (num(&lab, "elapsed_ms") / 1000.0).max(1e-9),
+            received_kbps: 8.0 * delta("bytesReceived") / num(&lab, "elapsed_ms").max(1e-9),
+            freezes: delta("freezeCount").max(0.0) as u64,
+            sender_cpu,
+            receiver_cpu,
+        },
+        marks,
+    ))
 }
 
 async fn native(
     args: &LabArgs,
     signaling: &Signaling,
     sender: &SenderProcess,
-) -> anyhow::Result<CaseRun> {
+) -> anyhow::Result<(CaseRun, (usize, usize))> {
     use crate::native::NativeClient;
 
     let xvfb =
@@ -493,6 +501,7 @@ async fn native(
         .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = client.report().context("the client's report")?;
+    let marks = sender.marks();
     let sender_cpu = CpuMeter::start(sender.pid());
     let receiver_cpu = CpuMeter::start(client.pid());
     let started = std::time::Instant::now();
@@ -520,19 +529,22 @@ async fn native(
     }
     let count = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
     let decode = tail("decode_ms");
-    Ok(CaseRun {
-        g2g,
-        sender: tail("sender_ms"),
-        sender_internal: Vec::new(),
-        encode: Vec::new(),
-        jitter_buffer_ms: 0.0,
-        decode_ms: decode.iter().sum::<f64>() / decode.len().max(1) as f64,
-        fps: count("frames_presented") as f64 / elapsed_s.max(1e-9),
-        received_kbps: 8.0 * count("video_bytes") as f64 / elapsed_s.max(1e-9) / 1000.0,
-        freezes: count("freezes"),
-        sender_cpu,
-        receiver_cpu,
-    })
+    Ok((
+        CaseRun {
+            g2g,
+            sender: tail("sender_ms"),
+            sender_internal: Vec::new(),
+            encode: Vec::new(),
+            jitter_buffer_ms: 0.0,
+            decode_ms: decode.iter().sum::<f64>() / decode.len().max(1) as f64,
+            fps: count("frames_presented") as f64 / elapsed_s.max(1e-9),
+            received_kbps: 8.0 * count("video_bytes") as f64 / elapsed_s.max(1e-9) / 1000.0,
+            freezes: count("freezes"),
+            sender_cpu,
+            receiver_cpu,
+        },
+        marks,
+    ))
 }
 
 #[cfg(test)]

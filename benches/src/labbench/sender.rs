@@ -3,7 +3,8 @@
 //! Both register with the lab's signaling service as a node offering the `pattern` title, and
 //! both write what they measured themselves to a JSON file once a second:
 //! `{"capture_to_packet_ms": [...], "encode_ms": [...]}` — frame made → its last RTP packet out,
-//! and frame made → encoded, ms (our node gives the encode time as a mean per second).
+//! and frame made → encoded, ms, per frame, in order, appended to and never rewritten, so the
+//! lab takes the ones recorded after the measurement began.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,6 +15,9 @@ use server::config::NodeConfig;
 use tokio::process::{Child, Command};
 
 use crate::reference::{self, ReferenceArgs};
+
+/// Samples a sender keeps per stage (five minutes at 60 fps); later ones are not kept.
+const KEEP: usize = 18_000;
 
 /// The hidden subcommand's name.
 pub const SUBCOMMAND: &str = "lab-sender";
@@ -105,8 +109,8 @@ impl SenderProcess {
         self.child.id().unwrap_or(0)
     }
 
-    /// The samples of `field` (`capture_to_packet_ms`, `encode_ms`) the sender wrote last (may
-    /// be empty).
+    /// The samples of `field` (`capture_to_packet_ms`, `encode_ms`) the sender has written so far,
+    /// oldest first (may be empty).
     pub fn samples(&self, field: &str) -> Vec<f64> {
         std::fs::read_to_string(&self.metrics)
             .ok()
@@ -117,6 +121,15 @@ impl SenderProcess {
                     .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
             })
             .unwrap_or_default()
+    }
+
+    /// How many samples of each stage (`capture_to_packet_ms`, `encode_ms`) it has written so
+    /// far: a mark to take later samples from.
+    pub fn marks(&self) -> (usize, usize) {
+        (
+            self.samples("capture_to_packet_ms").len(),
+            self.samples("encode_ms").len(),
+        )
     }
 
     /// The last lines of its log, for errors.
@@ -158,18 +171,23 @@ pub fn serve(args: SenderArgs) -> anyhow::Result<()> {
                 let metrics = node.metrics();
                 let out = args.metrics_out.clone();
                 tokio::spawn(async move {
-                    let mut encode_ms = Vec::new();
+                    // Append-only, so the lab can take what came after a point in time.
+                    let (mut packet, mut encode) = (Vec::new(), Vec::new());
+                    let mut seen: std::collections::HashMap<String, (u64, u64)> =
+                        Default::default();
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        let sessions = metrics.sessions();
-                        let samples: Vec<f64> = sessions
-                            .iter()
-                            .flat_map(|(_, m)| m.capture_to_packet_samples())
-                            .collect();
-                        encode_ms.extend(sessions.iter().map(|(_, m)| {
-                            m.encode_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0
-                        }));
-                        write_samples(&out, &samples, &encode_ms);
+                        for (id, m) in metrics.sessions() {
+                            let seen = seen.entry(id).or_default();
+                            let (p, n) = m.capture_to_packet_since(seen.0);
+                            let (e, k) = m.encode_since(seen.1);
+                            *seen = (n, k);
+                            if packet.len() < KEEP {
+                                packet.extend(p);
+                                encode.extend(e);
+                            }
+                        }
+                        write_samples(&out, &packet, &encode);
                     }
                 });
                 node.run(std::future::pending()).await;

@@ -67,7 +67,8 @@ enum Event {
     Failed(String),
 }
 
-/// What the reference measures of itself, ms per frame, newest last.
+/// What the reference measures of itself, ms per frame, oldest first; the first [`KEEP`] are
+/// kept.
 #[derive(Debug, Default)]
 pub struct Stages {
     /// Frame made → encoded (out of x264enc).
@@ -79,8 +80,8 @@ pub struct Stages {
 /// [`Stages`], shared with the pipeline's probes.
 pub type Samples = Arc<Mutex<Stages>>;
 
-/// Samples kept (a few minutes at 60 fps).
-const KEEP: usize = 20_000;
+/// Samples kept per stage (five minutes at 60 fps).
+const KEEP: usize = 18_000;
 
 /// Runs the reference node until the signaling connection closes, noting each frame's time
 /// from generation to encoded and to its last packet in `samples`.
@@ -143,10 +144,10 @@ pub async fn run(args: ReferenceArgs, samples: Samples) -> anyhow::Result<()> {
                             s.add_candidate(&candidate);
                         }
                     }
-                    ServerMsg::EndSession { session_id, .. } => {
-                        if session.as_ref().is_some_and(|(id, _)| *id == session_id) {
-                            session = None;
-                        }
+                    ServerMsg::EndSession { session_id, .. }
+                        if session.as_ref().is_some_and(|(id, _)| *id == session_id) =>
+                    {
+                        session = None;
                     }
                     ServerMsg::Error { code, message } => {
                         tracing::warn!("signaling refused something: {code:?}: {message}");
@@ -212,7 +213,7 @@ impl Session {
             .context("the offer has no H.264 (packetization-mode=1) for the video")?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = (cores.saturating_sub(1)).clamp(1, 4);
-        let vbv_ms = (1000 + args.fps - 1) / args.fps * 3 / 2;
+        let vbv_ms = 1000u32.div_ceil(args.fps.max(1)) * 3 / 2;
         let description = format!(
             "appsrc name=src is-live=true format=time do-timestamp=true \
                caps=video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
@@ -410,10 +411,9 @@ fn note_age(
                 let ms = now.saturating_sub(pts).nseconds() as f64 / 1e6;
                 if let Ok(mut s) = samples.lock() {
                     let s = stage(&mut s);
-                    if s.len() >= KEEP {
-                        s.remove(0);
+                    if s.len() < KEEP {
+                        s.push(ms);
                     }
-                    s.push(ms);
                 }
             }
             gst::PadProbeReturn::Ok

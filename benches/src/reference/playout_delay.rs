@@ -136,9 +136,9 @@ mod tests {
 
     #[test]
     fn writes_zero_delays() {
+        use gst_rtp::prelude::*;
         gst::init().expect("gstreamer");
         let ext = PlayoutDelay::with_id(5);
-        use gst_rtp::prelude::RTPHeaderExtensionExt;
         assert_eq!(ext.id(), 5);
         assert_eq!(ext.uri().as_deref(), Some(URI));
         let buffer = gst::Buffer::new();

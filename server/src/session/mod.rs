@@ -447,6 +447,7 @@ impl<'a> Driver<'a> {
             capture::clock::monotonic_ns().saturating_sub(captured_ns) as f64 / 1e6;
         metrics.record_capture_to_packet(capture_to_packet_ms);
         let encode_ns = encoded_ns.saturating_sub(captured_ns);
+        metrics.record_encode(encode_ns as f64 / 1e6);
         self.core
             .handle_input(Input::FrameSent { encode_ns }, Instant::now());
         match res {
