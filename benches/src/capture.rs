@@ -3,9 +3,13 @@
 //! For each size it runs our test title (`stratus-vk-testapp`, presenting the known test image
 //! at 60 fps on lavapipe under Xvfb) twice — without the layer, and with the layer and this
 //! process reading its ring as the node would — and compares the time the title spends in
-//! `vkQueuePresentKHR`. It then times the layer's GPU path in isolation (copy of a presented
-//! image, I420 conversion, read-back: `capture::layer::Grab`) and GStreamer's `videoconvert`
-//! RGBA→I420 on frames of the same size, as the CPU reference.
+//! `vkQueuePresentKHR`. It then times the layer's conversion path in isolation (copy of a
+//! presented image, I420 conversion, read-back: `capture::layer::Grab`) and GStreamer's
+//! `videoconvert` RGBA→I420 on frames of the same size, as the CPU reference.
+//!
+//! The path is the layer's default, `auto` (the CPU path with SIMD conversion on a CPU device
+//! such as lavapipe, the compute shader on a GPU), unless `STRATUS_CAPTURE_PATH` says `gpu` or
+//! `cpu`; the layer in the title reads the same variable. `capture_path` reports the one used.
 //!
 //! Needs `Xvfb`, and `stratus-vk-testapp` plus `libstratus_capture_layer.so` next to this
 //! binary: `cargo build --release -p benches -p capture-layer -p capture-testapp`.
@@ -19,6 +23,7 @@ use anyhow::{Context, bail};
 use ash::vk;
 use capture::convert::SourceFormat;
 use capture::layer::{Grab, LayerInstall, RingSource};
+use capture::path::{CapturePath, PATH_ENV, ResolvedPath};
 use capture::synthetic::test_pattern;
 use capture::vk::{COLOR_RANGE, VkContext, command_buffers, image_barrier, memory_type_index};
 use gstreamer as gst;
@@ -128,8 +133,13 @@ fn run_title(
     Ok((p50, timings, ids))
 }
 
-/// Times the layer's GPU path alone: copy a `w`×`h` BGRA image, convert, read back.
-fn grab_times(ctx: &Arc<VkContext>, (w, h): (u32, u32), n: u32) -> anyhow::Result<Vec<f64>> {
+/// Times the layer's conversion path alone: copy a `w`×`h` BGRA image, convert, read back.
+fn grab_times(
+    ctx: &Arc<VkContext>,
+    (w, h): (u32, u32),
+    n: u32,
+    path: ResolvedPath,
+) -> anyhow::Result<Vec<f64>> {
     let device = ctx.device();
     let image_info = vk::ImageCreateInfo::default()
         .image_type(vk::ImageType::TYPE_2D)
@@ -215,7 +225,7 @@ fn grab_times(ctx: &Arc<VkContext>, (w, h): (u32, u32), n: u32) -> anyhow::Resul
         )?;
         device.queue_wait_idle(ctx.queue())?;
 
-        let grab = Grab::new(ctx, None, w, h, SourceFormat::Bgra8)?;
+        let grab = Grab::new(ctx, None, w, h, SourceFormat::Bgra8, path)?;
         let mut out = vec![0u8; grab.frame_len()];
         let mut times = Vec::new();
         for i in 0..n + 5 {
@@ -340,13 +350,16 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<Vec<Report>> {
     let dir = std::env::temp_dir().join(format!("stratus-bench-capture-{}", std::process::id()));
     let install = LayerInstall::write(&dir, LayerInstall::find_library()?)?;
     let ctx = VkContext::new().context("open a Vulkan device")?;
+    let setting = CapturePath::from_env()?;
+    let path = setting.resolve(ctx.device_type());
     let (vkcube_base, vkcube_no_node) =
         vkcube_no_node_fps(&display, &install.env(&dir.join("nobody.sock")))?;
     let mut reports = Vec::new();
     for &(w, h) in &args.sizes {
         let (base_ms, _, _) = run_title(&display, &[], (w, h), args, None)?;
         let mut source = RingSource::listen(dir.join("capture.sock"))?;
-        let env = install.env(source.socket_path());
+        let mut env = install.env(source.socket_path());
+        env.push((PATH_ENV.to_string(), setting.to_string()));
         let (layer_ms, timings, ids) = run_title(&display, &env, (w, h), args, Some(&mut source))?;
         let stats = source.stats();
         drop(source);
@@ -356,7 +369,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<Vec<Report>> {
             .map(|t| t.published_ns.saturating_sub(t.present_ns) as f64 / 1e6)
             .collect();
         let gaps: u64 = ids.windows(2).map(|p| p[1] - p[0] - 1).sum();
-        let gpu = percentile(&grab_times(&ctx, (w, h), args.frames.min(200))?, 50.0);
+        let gpu = percentile(&grab_times(&ctx, (w, h), args.frames.min(200), path)?, 50.0);
         let cpu = percentile(&videoconvert_times((w, h), args.frames.min(200))?, 50.0);
         reports.push(
             Report::default()
@@ -367,8 +380,12 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<Vec<Report>> {
                 .field("present_ms_p50_without_layer", base_ms)
                 .field("present_ms_p50_with_layer", layer_ms)
                 .field("hook_ms_p50", percentile(&hook, 50.0))
+                .field("capture_path", path.as_str())
+                .field("capture_path_setting", setting.as_str())
                 .field("convert_readback_ms_p50", gpu)
                 .field("cpu_videoconvert_ms_p50", cpu)
+                // Our path (whichever `capture_path` says) over videoconvert; the name is older
+                // than the CPU path.
                 .field("gpu_over_cpu", gpu / cpu)
                 .field("capture_latency_ms_p50", percentile(&latency, 50.0))
                 .field("frames_captured", stats.frames)

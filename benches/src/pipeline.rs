@@ -1,12 +1,16 @@
-//! `stratus-bench pipeline`: renders demo-title frames, converts them to I420 on the GPU and
-//! encodes them, in one process, one frame at a time, and reports each stage's time; then
-//! times the CPU `pattern` title's frames at the same size (what the latency lab feeds both
-//! senders).
+//! `stratus-bench pipeline`: renders demo-title frames, converts them to I420 and encodes them,
+//! in one process, one frame at a time, and reports each stage's time; then times the CPU
+//! `pattern` title's frames at the same size (what the latency lab feeds both senders).
+//!
+//! The conversion takes the demo's default path, `auto` (SIMD on the CPU for a CPU device such
+//! as lavapipe, the compute shader on a GPU), unless `STRATUS_CAPTURE_PATH` says `gpu` or
+//! `cpu`; `capture_path` reports the one used.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use capture::offscreen::DemoRenderer;
+use capture::path::CapturePath;
 use encoder::{Encoder, EncoderConfig};
 use server::title::pattern::PatternGenerator;
 
@@ -32,7 +36,9 @@ pub struct PipelineArgs {
 
 /// Runs the benchmark and returns its report.
 pub fn run(args: &PipelineArgs) -> anyhow::Result<Report> {
-    let mut renderer = DemoRenderer::new(args.width, args.height).context("open the demo title")?;
+    let setting = CapturePath::from_env()?;
+    let mut renderer =
+        DemoRenderer::with_path(args.width, args.height, setting).context("open the demo title")?;
     let encoder = Encoder::open(EncoderConfig::new(
         args.width,
         args.height,
@@ -88,6 +94,8 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<Report> {
         .field("total_ms_p99", percentile(&total, 99.0))
         .field("pattern_ms_p50", percentile(&made, 50.0))
         .field("pattern_ms_p99", percentile(&made, 99.0))
+        .field("capture_path", renderer.path().as_str())
+        .field("capture_path_setting", setting.as_str())
         .field("encoder", info.element)
         .field("device", renderer.device_name().to_string()))
 }

@@ -1,17 +1,21 @@
-//! RGBA → I420 conversion on the GPU.
+//! RGBA → I420 conversion on the GPU, and on the CPU with SIMD ([`simd`], the path a CPU
+//! Vulkan device such as lavapipe takes: see [`crate::path`]).
 //!
-//! The conversion runs as one compute dispatch that reads the source image and writes the three
+//! The GPU conversion runs as one compute dispatch that reads the source image and writes the three
 //! planes straight into a host-visible buffer, so a frame crosses to the CPU as 1.5 bytes a
 //! pixel instead of 4, and the CPU never touches colour maths.
 //!
 //! Colour: BT.601 matrix, limited ("TV") range: Y in 16..=235, Cb/Cr in 16..=240, chroma the
 //! mean of each 2×2 quad (sited at the quad's centre). [`rgb_to_ycbcr`] and [`reference_i420`]
-//! are the CPU reference the shader is tested against (within ±2 per sample).
+//! are the CPU reference the shader and the SIMD converter are tested against (within ±2 per
+//! sample).
 //!
 //! Sources: packed RGBA8 (the demo title) and the swapchain formats the capture layer meets,
 //! BGRA8 and 10-bit A2B10G10R10 / A2R10G10B10, UNORM or sRGB ([`SourceFormat`]). Any size is
 //! accepted for captured images: the GPU writes a layout padded to a multiple of 8 × 2 and the
 //! read-back repacks it tightly.
+
+pub mod simd;
 
 use std::sync::Arc;
 

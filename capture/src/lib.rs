@@ -14,9 +14,11 @@
 //!   is the known still image the layer's test title presents).
 //!
 //! Pixels are converted RGBA → I420 on the GPU ([`convert`]) before they are read back, so a
-//! frame crosses to the CPU as 1.5 bytes a pixel. [`vk`] is the Vulkan context they run on,
-//! with the buffer, pipeline, barrier and copy helpers they share. [`display`] is a session's
-//! X display ([`display::Xvfb`]), where a sandboxed title runs.
+//! frame crosses to the CPU as 1.5 bytes a pixel — except on a CPU Vulkan device (lavapipe),
+//! where the RGBA is read back and converted with SIMD ([`convert::simd`]), several times
+//! faster there; [`path`] chooses (`gpu`, `cpu` or `auto`). [`vk`] is the Vulkan context they
+//! run on, with the buffer, pipeline, barrier and copy helpers they share. [`display`] is a
+//! session's X display ([`display::Xvfb`]), where a sandboxed title runs.
 //!
 //! The layer's test title (an X11 window and a swapchain, `stratus-vk-testapp`) is test tooling
 //! and lives in its own package, `capture-testapp`, not here.
@@ -38,6 +40,7 @@ pub mod display;
 mod frame;
 pub mod layer;
 pub mod offscreen;
+pub mod path;
 pub mod ring;
 pub mod synthetic;
 pub mod vk;
@@ -81,6 +84,16 @@ pub enum CaptureError {
         height: u32,
         /// Which rule it breaks.
         reason: &'static str,
+    },
+    /// The CPU conversion refused a frame (sizes that do not fit, a format it does not read).
+    #[error("cpu conversion of a {width}x{height} frame: {reason}")]
+    CpuConvert {
+        /// Frame width.
+        width: u32,
+        /// Frame height.
+        height: u32,
+        /// What did not fit.
+        reason: String,
     },
     /// The conversion could not be submitted after the copy was: the present must still wait
     /// for `semaphore`, which the copy signals.

@@ -2,8 +2,10 @@
 //!
 //! One compute pass draws the scene (see `shaders/scene.wgsl`): a moving colour field, a
 //! bouncing checkered square, the latency code (row 0), the frame-id code (row 1), a swatch whose
-//! colour is [`swatch_rgb`]`(frame_id)`, an input indicator and a crosshair at the pointer. A
-//! second pass converts it to I420 on the GPU ([`crate::convert`]).
+//! colour is [`swatch_rgb`]`(frame_id)`, an input indicator and a crosshair at the pointer. On a
+//! GPU a second pass converts it to I420 ([`crate::convert`]); on a CPU device (lavapipe) the
+//! scene is drawn into host memory and converted by the CPU's SIMD converter
+//! ([`crate::convert::simd`]), which is several times faster there. [`crate::path`] chooses.
 //!
 //! [`DemoRenderer`] renders on demand; [`DemoSource`] paces it at a frame rate and is the
 //! [`Source`] a node streams from. [`DemoControls`] is the channel input reaches the title by.
@@ -14,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 
-use crate::convert::{I420Converter, check_size};
+use crate::convert::{I420Converter, SourceFormat, check_size, simd};
+use crate::path::{CapturePath, ResolvedPath};
 use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, buffer_barrier, push_bytes};
 use crate::{CaptureError, Frame, PixelFormat, Source, clock};
 
@@ -112,7 +115,8 @@ impl DemoControls {
 pub struct RenderTimings {
     /// Drawing the scene.
     pub render: Duration,
-    /// RGBA → I420 conversion plus the copy out of the readback buffer.
+    /// RGBA → I420 conversion plus the copy out of the readback buffer (GPU path), or the
+    /// SIMD conversion out of the scene's host-visible buffer (CPU path).
     pub convert: Duration,
 }
 
@@ -120,7 +124,8 @@ pub struct RenderTimings {
 pub struct DemoRenderer {
     ctx: Arc<VkContext>,
     submitter: Submitter,
-    converter: I420Converter,
+    /// The compute conversion on the GPU path; `None` on the CPU path.
+    converter: Option<I420Converter>,
     scene: ComputePipeline,
     pixels: Buffer,
     width: u32,
@@ -137,28 +142,39 @@ impl std::fmt::Debug for DemoRenderer {
             .field("width", &self.width)
             .field("height", &self.height)
             .field("next_id", &self.next_id)
+            .field("path", &self.path())
             .finish_non_exhaustive()
     }
 }
 
 impl DemoRenderer {
-    /// Opens the Vulkan device and builds the renderer for `width`×`height` frames.
+    /// Opens the Vulkan device and builds the renderer for `width`×`height` frames, converting
+    /// on the path [`CapturePath::Auto`] chooses for the device.
     pub fn new(width: u32, height: u32) -> Result<Self, CaptureError> {
-        Self::with_context(VkContext::new()?, width, height)
+        Self::with_path(width, height, CapturePath::Auto)
     }
 
-    /// Builds the renderer on an existing Vulkan context.
+    /// Opens the Vulkan device and builds the renderer, converting on `path`.
+    pub fn with_path(width: u32, height: u32, path: CapturePath) -> Result<Self, CaptureError> {
+        Self::with_context(VkContext::new()?, width, height, path)
+    }
+
+    /// Builds the renderer on an existing Vulkan context, converting on `path`.
     pub fn with_context(
         ctx: Arc<VkContext>,
         width: u32,
         height: u32,
+        path: CapturePath,
     ) -> Result<Self, CaptureError> {
         check_size(width, height)?;
-        let pixels = Buffer::device(
-            &ctx,
-            4 * width as usize * height as usize,
-            vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_SRC,
-        )?;
+        let len = 4 * width as usize * height as usize;
+        let cpu = path.resolve(ctx.device_type()) == ResolvedPath::Cpu;
+        let pixels = if cpu {
+            Buffer::readback(&ctx, len, vk::BufferUsageFlags::STORAGE_BUFFER)?
+        } else {
+            let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_SRC;
+            Buffer::device(&ctx, len, usage)?
+        };
         let scene = ComputePipeline::new(
             &ctx,
             SCENE_SPV,
@@ -166,7 +182,11 @@ impl DemoRenderer {
             PUSH_SIZE,
         )?;
         scene.bind_storage_buffers(&[pixels.buffer]);
-        let converter = I420Converter::new(&ctx, pixels.buffer, width, height)?;
+        let converter = if cpu {
+            None
+        } else {
+            Some(I420Converter::new(&ctx, pixels.buffer, width, height)?)
+        };
         let submitter = Submitter::new(&ctx)?;
         Ok(Self {
             ctx,
@@ -190,6 +210,14 @@ impl DemoRenderer {
     /// The Vulkan device the title renders on.
     pub fn device_name(&self) -> &str {
         self.ctx.device_name()
+    }
+
+    /// The path frames are converted to I420 on.
+    pub fn path(&self) -> ResolvedPath {
+        match self.converter {
+            Some(_) => ResolvedPath::Gpu,
+            None => ResolvedPath::Cpu,
+        }
     }
 
     /// Frame size.
@@ -239,6 +267,45 @@ impl DemoRenderer {
                 1,
             ],
         );
+        let Some(converter) = &self.converter else {
+            // The CPU path: the scene's buffer is host memory; convert straight out of it.
+            let to_host = [buffer_barrier(
+                self.pixels.buffer,
+                vk::AccessFlags::SHADER_WRITE,
+                vk::AccessFlags::HOST_READ,
+            )];
+            // SAFETY: `cmd` is recording on this device; the buffer belongs to it.
+            unsafe {
+                device.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::PipelineStageFlags::HOST,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &to_host,
+                    &[],
+                );
+            }
+            self.submitter.submit_and_wait()?;
+            let t1 = Instant::now();
+            let mut data = vec![0u8; PixelFormat::I420.frame_len(self.width, self.height)];
+            simd::convert_into(
+                self.pixels.bytes(),
+                4 * self.width as usize,
+                self.width,
+                self.height,
+                SourceFormat::Rgba8,
+                &mut data,
+            )?;
+            let t2 = Instant::now();
+            return Ok((
+                self.frame(id, captured_ns, data.into()),
+                RenderTimings {
+                    render: t1 - t0,
+                    convert: t2 - t1,
+                },
+            ));
+        };
         self.submitter.submit_and_wait()?;
         let t1 = Instant::now();
 
@@ -261,26 +328,28 @@ impl DemoRenderer {
                 &[],
             );
         }
-        self.converter.record(&device, cmd);
+        converter.record(&device, cmd);
         self.submitter.submit_and_wait()?;
-        let data = self.converter.read();
+        let data = converter.read();
         let t2 = Instant::now();
+        Ok((
+            self.frame(id, captured_ns, data),
+            RenderTimings {
+                render: t1 - t0,
+                convert: t2 - t1,
+            },
+        ))
+    }
 
-        let frame = Frame {
+    fn frame(&self, id: u64, captured_ns: u64, data: bytes::Bytes) -> Frame {
+        Frame {
             id,
             captured_ns,
             width: self.width,
             height: self.height,
             format: PixelFormat::I420,
             data,
-        };
-        Ok((
-            frame,
-            RenderTimings {
-                render: t1 - t0,
-                convert: t2 - t1,
-            },
-        ))
+        }
     }
 }
 
@@ -296,12 +365,23 @@ pub struct DemoSource {
 }
 
 impl DemoSource {
-    /// A `width`×`height` demo title at `fps` frames per second.
+    /// A `width`×`height` demo title at `fps` frames per second, converting on the path
+    /// [`CapturePath::Auto`] chooses.
     pub fn new(width: u32, height: u32, fps: u32) -> Result<Self, CaptureError> {
+        Self::with_path(width, height, fps, CapturePath::Auto)
+    }
+
+    /// A `width`×`height` demo title at `fps` frames per second, converting on `path`.
+    pub fn with_path(
+        width: u32,
+        height: u32,
+        fps: u32,
+        path: CapturePath,
+    ) -> Result<Self, CaptureError> {
         if fps == 0 || fps > 240 {
             return Err(CaptureError::InvalidFrameRate(fps));
         }
-        let renderer = DemoRenderer::new(width, height)?;
+        let renderer = DemoRenderer::with_path(width, height, path)?;
         Ok(Self {
             renderer,
             clock: clock::FrameClock::new(fps),
@@ -334,10 +414,11 @@ impl Source for DemoSource {
 
     fn describe(&self) -> String {
         format!(
-            "demo title {}x{} on {}",
+            "demo title {}x{} on {} ({} path)",
             self.renderer.width,
             self.renderer.height,
-            self.renderer.device_name()
+            self.renderer.device_name(),
+            self.renderer.path()
         )
     }
 }

@@ -29,6 +29,8 @@ pub struct VideoConfig {
     /// Below this congestion estimate (kbit/s) the stream steps down to half the frame rate,
     /// then to half the size (see [`crate::media::ladder`]); 0 turns the ladder off.
     pub ladder_floor_kbps: u32,
+    /// Where frames become I420, for the demo title and the capture layer alike.
+    pub capture_path: capture::path::CapturePath,
 }
 
 impl Default for VideoConfig {
@@ -45,6 +47,7 @@ impl Default for VideoConfig {
             roi_quality: encoder::roi::DEFAULT_QUALITY,
             roi_size: encoder::roi::DEFAULT_SIZE_FRACTION,
             ladder_floor_kbps: 1_500,
+            capture_path: capture::path::CapturePath::Auto,
         }
     }
 }

@@ -89,6 +89,10 @@ struct Cli {
     /// half the size, and back up when it recovers (0: never).
     #[arg(long, default_value_t = 1500)]
     ladder_floor_kbps: u32,
+    /// Where frames become I420: `gpu` (compute shader), `cpu` (read back, SIMD conversion) or
+    /// `auto` (cpu on a CPU Vulkan device such as lavapipe, gpu otherwise).
+    #[arg(long, default_value_t = capture::path::CapturePath::Auto)]
+    capture_path: capture::path::CapturePath,
     /// Titles installed on this node, by catalog id (comma-separated). `demo` is built in;
     /// others run their catalog manifest's command in a sandbox.
     #[arg(long, default_value = "demo", value_delimiter = ',')]
@@ -134,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         roi_quality: cli.roi_quality,
         roi_size: cli.roi_size,
         ladder_floor_kbps: cli.ladder_floor_kbps,
+        capture_path: cli.capture_path,
         ..VideoConfig::default()
     };
     let coords = match (cli.lat, cli.lon) {

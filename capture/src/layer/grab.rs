@@ -1,11 +1,18 @@
-//! The GPU work of capturing one presented image: copy it into a buffer on the game's queue,
-//! convert it to I420 with the same compute pass the demo title uses, and leave it in a
-//! host-visible buffer for the read-back.
+//! The work of capturing one presented image: copy it into a buffer on the game's queue, then
+//! one of two paths ([`ResolvedPath`]):
 //!
-//! Two submissions per frame: the copy (which waits for the game's present semaphores and
-//! signals [`Grab::copied`], the only semaphore the present then waits for) before the present,
-//! and the conversion (which signals the fence the layer's worker thread waits on) after it. So
-//! the game's present is held back by the copy alone, never by the conversion or the read-back.
+//! - **GPU**: convert it to I420 with the same compute pass the demo title uses and leave it in
+//!   a host-visible buffer for the read-back. Two submissions per frame: the copy (which waits
+//!   for the game's present semaphores and signals [`Grab::copied`], the only semaphore the
+//!   present then waits for) before the present, and the conversion (which signals the fence
+//!   the layer's worker thread waits on) after it.
+//! - **CPU** (a CPU device such as lavapipe, whose shaders run slower than SIMD code on the same
+//!   cores): the copy goes straight into a host-visible buffer and signals the fence itself; the
+//!   worker then converts the packed pixels with [`crate::convert::simd`] straight into the ring
+//!   slot ([`Grab::read_into`]). There is no conversion submission.
+//!
+//! Either way the game's present is held back by the copy alone, never by the conversion or the
+//! read-back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +20,8 @@ use std::time::Duration;
 use ash::vk;
 
 use crate::CaptureError;
-use crate::convert::{I420Converter, SourceFormat};
+use crate::convert::{I420Converter, SourceFormat, simd};
+use crate::path::ResolvedPath;
 use crate::vk::{
     Buffer, VkContext, buffer_barrier, command_buffers, image_barrier, image_copy, vk_err,
 };
@@ -32,7 +40,8 @@ pub struct Grab {
     copied: vk::Semaphore,
     fence: vk::Fence,
     pixels: Buffer,
-    converter: I420Converter,
+    /// The compute pass on the GPU path; `None` on the CPU path.
+    converter: Option<I420Converter>,
     width: u32,
     height: u32,
     format: SourceFormat,
@@ -44,6 +53,7 @@ impl std::fmt::Debug for Grab {
             .field("width", &self.width)
             .field("height", &self.height)
             .field("format", &self.format)
+            .field("path", &self.path())
             .finish_non_exhaustive()
     }
 }
@@ -51,27 +61,35 @@ impl std::fmt::Debug for Grab {
 // SAFETY: Vulkan handles are plain identifiers; the layer's protocol (a busy flag) ensures only
 // one thread uses a Grab's command buffers, fence and buffers at a time.
 unsafe impl Send for Grab {}
-// SAFETY: as above; shared references only read handles and the mapped output after the fence.
+// SAFETY: as above; shared references only read handles, and the mapped pixels or output after
+// the fence.
 unsafe impl Sync for Grab {}
 
 impl Grab {
     /// Resources for capturing `width`×`height` images packed as `format` on queues of the
-    /// context's queue family. `loader_data` is the loader's callback when `ctx` is a game's
-    /// device seen from inside a layer, `None` for a device we created.
+    /// context's queue family, converted on `path` (a format the CPU converter does not read,
+    /// 10-bit, keeps the GPU pass: see [`Grab::path`]). `loader_data` is the loader's callback
+    /// when `ctx` is a game's device seen from inside a layer, `None` for a device we created.
     pub fn new(
         ctx: &Arc<VkContext>,
         loader_data: Option<SetDeviceLoaderData>,
         width: u32,
         height: u32,
         format: SourceFormat,
+        path: ResolvedPath,
     ) -> Result<Self, CaptureError> {
         let device = ctx.device();
-        let pixels = Buffer::device(
-            ctx,
-            4 * width as usize * height as usize,
-            vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST,
-        )?;
-        let converter = I420Converter::for_source(ctx, pixels.buffer, width, height, format)?;
+        let len = 4 * width as usize * height as usize;
+        let (pixels, converter) = if path == ResolvedPath::Cpu && simd::supports(format) {
+            crate::convert::check_source_size(width, height)?;
+            let usage = vk::BufferUsageFlags::TRANSFER_DST;
+            (Buffer::readback(ctx, len, usage)?, None)
+        } else {
+            let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST;
+            let pixels = Buffer::device(ctx, len, usage)?;
+            let converter = I420Converter::for_source(ctx, pixels.buffer, width, height, format)?;
+            (pixels, Some(converter))
+        };
         let mut this = Self {
             ctx: ctx.clone(),
             pool: vk::CommandPool::null(),
@@ -123,9 +141,17 @@ impl Grab {
         self.format
     }
 
+    /// The path this grab converts on.
+    pub fn path(&self) -> ResolvedPath {
+        match self.converter {
+            Some(_) => ResolvedPath::Gpu,
+            None => ResolvedPath::Cpu,
+        }
+    }
+
     /// Bytes of one converted frame.
     pub fn frame_len(&self) -> usize {
-        self.converter.frame_len()
+        crate::PixelFormat::I420.frame_len(self.width, self.height)
     }
 
     /// The semaphore the copy signals; the present must wait for it.
@@ -136,7 +162,8 @@ impl Grab {
     /// Records the copy of `image` (in `layout`, left in it) and the conversion, and submits
     /// the copy after `waits`. Returns the semaphore the present must wait for instead of
     /// `waits`. Call [`Grab::submit_convert`] next, after the present: so the present never
-    /// queues behind the conversion. The previous frame of this grab must be complete
+    /// queues behind the conversion. On the CPU path the copy lands in host memory and signals
+    /// the fence [`Grab::wait`] waits for. The previous frame of this grab must be complete
     /// ([`Grab::wait`] returned).
     pub fn submit_copy(
         &self,
@@ -169,6 +196,11 @@ impl Grab {
             self.pixels.buffer,
             vk::AccessFlags::TRANSFER_WRITE,
             vk::AccessFlags::SHADER_READ,
+        )];
+        let to_host = [buffer_barrier(
+            self.pixels.buffer,
+            vk::AccessFlags::TRANSFER_WRITE,
+            vk::AccessFlags::HOST_READ,
         )];
         let wait_stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
         let copy_cmds = [self.copy_cmd];
@@ -214,20 +246,33 @@ impl Grab {
                 &[],
                 &back,
             );
+            if self.converter.is_none() {
+                device.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::HOST,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &to_host,
+                    &[],
+                );
+            }
             device
                 .end_command_buffer(cmd)
                 .map_err(vk_err("vkEndCommandBuffer"))?;
             let cmd = self.convert_cmd;
-            device.cmd_pipeline_barrier(
-                cmd,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::DependencyFlags::empty(),
-                &[],
-                &to_shader,
-                &[],
-            );
-            self.converter.record(device, cmd);
+            if let Some(converter) = &self.converter {
+                device.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &to_shader,
+                    &[],
+                );
+                converter.record(device, cmd);
+            }
             device
                 .end_command_buffer(cmd)
                 .map_err(vk_err("vkEndCommandBuffer"))?;
@@ -236,16 +281,25 @@ impl Grab {
                 .wait_dst_stage_mask(&wait_stages)
                 .command_buffers(&copy_cmds)
                 .signal_semaphores(&signal)];
+            // On the CPU path the copy is the last GPU work of the frame.
+            let fence = match self.converter {
+                Some(_) => vk::Fence::null(),
+                None => self.fence,
+            };
             device
-                .queue_submit(queue, &copy, vk::Fence::null())
+                .queue_submit(queue, &copy, fence)
                 .map_err(vk_err("vkQueueSubmit"))?;
         }
         Ok(self.copied)
     }
 
     /// Submits the conversion recorded by [`Grab::submit_copy`]; its completion signals the
-    /// fence [`Grab::wait`] waits for.
+    /// fence [`Grab::wait`] waits for. Nothing to do on the CPU path, where the copy signalled
+    /// the fence.
     pub fn submit_convert(&self, queue: vk::Queue) -> Result<(), CaptureError> {
+        if self.converter.is_none() {
+            return Ok(());
+        }
         let cmds = [self.convert_cmd];
         let convert = [vk::SubmitInfo::default().command_buffers(&cmds)];
         // SAFETY: the command buffer was recorded by `submit_copy` and not submitted since.
@@ -284,10 +338,26 @@ impl Grab {
         .map_err(vk_err("vkWaitForFences"))
     }
 
-    /// Copies the converted frame (tight I420) into `dst`; returns the bytes written (0 when
-    /// `dst` is too short). Call after [`Grab::wait`] succeeded.
+    /// Writes the converted frame (tight I420) into `dst` — on the CPU path, converting the
+    /// copied pixels straight into it; returns the bytes written (0 when `dst` is too short).
+    /// Call after [`Grab::wait`] succeeded.
     pub fn read_into(&self, dst: &mut [u8]) -> usize {
-        self.converter.read_into(dst)
+        let Some(converter) = &self.converter else {
+            if dst.len() < self.frame_len() {
+                return 0;
+            }
+            let stride = 4 * self.width as usize;
+            let src = self.pixels.bytes();
+            return match simd::convert_into(src, stride, self.width, self.height, self.format, dst)
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "stratus capture: frame not converted");
+                    0
+                }
+            };
+        };
+        converter.read_into(dst)
     }
 }
 

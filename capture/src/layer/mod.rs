@@ -6,7 +6,9 @@
 //! on the game's queue, converts it to I420 with the same compute pass as the demo title
 //! ([`crate::convert`], BT.601 limited range), and hands the frame to its own worker thread,
 //! which waits for the GPU and writes it into a slot of the shared-memory ring
-//! ([`crate::ring`]). The game never waits for the node: a full ring, a busy GPU or an absent
+//! ([`crate::ring`]). On a CPU device (lavapipe) the copy lands in host memory instead and the
+//! worker converts it with SIMD straight into the ring slot ([`grab`]; the path is
+//! [`crate::path::PATH_ENV`], `auto` by default). The game never waits for the node: a full ring, a busy GPU or an absent
 //! node drop (and count) frames instead. A failure in the layer switches capture off and is
 //! logged; the game carries on.
 //!

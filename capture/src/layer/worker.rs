@@ -1,5 +1,7 @@
-//! The layer's own thread: keeps the connection to the node and moves converted frames from
-//! the GPU into the ring, so the game's thread never waits for a fence, a copy or a socket.
+//! The layer's own thread: keeps the connection to the node and moves frames from the GPU into
+//! the ring — converted I420 on the GPU path, packed pixels it converts straight into the ring
+//! slot on the CPU path — so the game's thread never waits for a fence, a copy, a conversion or
+//! a socket.
 //!
 //! The present hook hands each submitted [`Grab`] over as a [`Job`]; this thread waits for its
 //! fence, writes the frame into a free ring slot (or drops and counts it), and gives the grab

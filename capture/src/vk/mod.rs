@@ -43,12 +43,14 @@ pub struct VkContext {
     queue_family: u32,
     memory: vk::PhysicalDeviceMemoryProperties,
     device_name: String,
+    device_type: vk::PhysicalDeviceType,
 }
 
 impl std::fmt::Debug for VkContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VkContext")
             .field("device_name", &self.device_name)
+            .field("device_type", &self.device_type)
             .field("queue_family", &self.queue_family)
             .finish_non_exhaustive()
     }
@@ -134,7 +136,7 @@ impl VkContext {
         let queue = unsafe { device.get_device_queue(queue_family, 0) };
         // SAFETY: `physical` is valid.
         let memory = unsafe { instance.get_physical_device_memory_properties(physical) };
-        tracing::info!(device = %device_name, "vulkan device opened");
+        tracing::info!(device = %device_name, device_type = ?props.device_type, "vulkan device opened");
         Ok(Self {
             _entry: Some(entry),
             instance: Some(instance),
@@ -144,12 +146,13 @@ impl VkContext {
             queue_family,
             memory,
             device_name,
+            device_type: props.device_type,
         })
     }
 
     /// Wraps a device someone else created and will destroy (the game's, inside the capture
     /// layer). `device` dispatches to the next layer or the driver; `queue` must belong to
-    /// `queue_family`, and `memory` describes `physical`.
+    /// `queue_family`, and `memory`, `device_name` and `device_type` describe `physical`.
     pub fn borrowed(
         device: ash::Device,
         physical: vk::PhysicalDevice,
@@ -157,6 +160,7 @@ impl VkContext {
         queue_family: u32,
         memory: vk::PhysicalDeviceMemoryProperties,
         device_name: String,
+        device_type: vk::PhysicalDeviceType,
     ) -> Arc<Self> {
         Arc::new(Self {
             _entry: None,
@@ -167,6 +171,7 @@ impl VkContext {
             queue_family,
             memory,
             device_name,
+            device_type,
         })
     }
 
@@ -198,6 +203,12 @@ impl VkContext {
     /// The device's name as the driver reports it (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).
     pub fn device_name(&self) -> &str {
         &self.device_name
+    }
+
+    /// The device's type (`CPU` for lavapipe and SwiftShader), which
+    /// [`crate::path::CapturePath::resolve`] chooses the conversion path by.
+    pub fn device_type(&self) -> vk::PhysicalDeviceType {
+        self.device_type
     }
 
     fn memory_type(

@@ -49,6 +49,23 @@ impl Buffer {
         Self::new(ctx, len, usage, flags, "readback buffer")
     }
 
+    /// A host-visible, host-coherent buffer the CPU reads a whole frame of pixels from,
+    /// host-cached where the device offers it: the SIMD converter reads every byte, and
+    /// uncached (write-combined) memory on a GPU reads many times slower.
+    pub(crate) fn readback(
+        ctx: &Arc<VkContext>,
+        len: usize,
+        usage: vk::BufferUsageFlags,
+    ) -> Result<Self, CaptureError> {
+        let cached = vk::MemoryPropertyFlags::HOST_VISIBLE
+            | vk::MemoryPropertyFlags::HOST_COHERENT
+            | vk::MemoryPropertyFlags::HOST_CACHED;
+        match Self::new(ctx, len, usage, cached, "cached readback buffer") {
+            Err(CaptureError::NoMemoryType(_)) => Self::host(ctx, len, usage),
+            other => other,
+        }
+    }
+
     fn new(
         ctx: &Arc<VkContext>,
         len: usize,

@@ -7,11 +7,11 @@ use capture::convert::{HostConverter, SourceFormat, reference_i420};
 use capture::synthetic::test_pattern;
 use capture::vk::VkContext;
 
-fn context() -> Arc<VkContext> {
+pub(crate) fn context() -> Arc<VkContext> {
     VkContext::new().expect("a Vulkan device (install mesa-vulkan-drivers for lavapipe)")
 }
 
-fn max_diff(a: &[u8], b: &[u8]) -> u8 {
+pub(crate) fn max_diff(a: &[u8], b: &[u8]) -> u8 {
     assert_eq!(a.len(), b.len(), "plane sizes");
     a.iter()
         .zip(b)

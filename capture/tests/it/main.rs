@@ -1,9 +1,12 @@
-//! The demo title and GPU conversion on a real Vulkan device (lavapipe on CI).
+//! The demo title and both conversion paths (GPU compute, CPU read-back with SIMD) on a real
+//! Vulkan device (lavapipe on CI).
 
 mod formats;
+mod grab;
 
 use capture::convert::{rgb_to_ycbcr, ycbcr_to_rgb};
 use capture::offscreen::{DemoRenderer, DemoSource, swatch_rect, swatch_rgb};
+use capture::path::{CapturePath, ResolvedPath};
 use capture::{Frame, PixelFormat, Source};
 use stream_formats::latency_code::{CodeRow, read_luma_plane};
 
@@ -41,9 +44,15 @@ fn swatch_ycbcr(frame: &Frame) -> (f64, f64, f64) {
     (sum.0 / n, sum.1 / n, sum.2 / n)
 }
 
-#[test]
-fn demo_frames_carry_their_codes_and_swatch() {
-    let mut r = renderer(1280, 720);
+/// Three demo frames converted on `path`: the codes read back and the swatch has its colour.
+fn frames_carry_their_codes_and_swatch(path: CapturePath) {
+    let mut r = DemoRenderer::with_path(1280, 720, path)
+        .expect("a Vulkan device (install mesa-vulkan-drivers for lavapipe)");
+    match path {
+        CapturePath::Gpu => assert_eq!(r.path(), ResolvedPath::Gpu),
+        CapturePath::Cpu => assert_eq!(r.path(), ResolvedPath::Cpu),
+        CapturePath::Auto => {}
+    }
     let before = capture::clock::epoch_ms();
     for _ in 0..3 {
         let (frame, timings) = r.render().expect("render");
@@ -69,6 +78,28 @@ fn demo_frames_carry_their_codes_and_swatch() {
         let back = ycbcr_to_rgb(y.round() as u8, cb.round() as u8, cr.round() as u8);
         assert!((back.0 as i32 - r8 as i32).abs() <= 4, "{back:?}");
         assert!(timings.render.as_secs() < 5 && timings.convert.as_secs() < 5);
+    }
+}
+
+#[test]
+fn demo_frames_carry_their_codes_and_swatch() {
+    frames_carry_their_codes_and_swatch(CapturePath::Auto);
+}
+
+#[test]
+fn both_paths_stamp_the_same_codes_and_swatch() {
+    frames_carry_their_codes_and_swatch(CapturePath::Gpu);
+    frames_carry_their_codes_and_swatch(CapturePath::Cpu);
+}
+
+#[test]
+fn auto_converts_on_the_cpu_exactly_on_a_cpu_device() {
+    let r = renderer(64, 64);
+    let ctx = capture::vk::VkContext::new().expect("a Vulkan device");
+    let expected = CapturePath::Auto.resolve(ctx.device_type());
+    assert_eq!(r.path(), expected, "{}", r.device_name());
+    if ctx.device_type() == ash::vk::PhysicalDeviceType::CPU {
+        assert_eq!(r.path(), ResolvedPath::Cpu);
     }
 }
 

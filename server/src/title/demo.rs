@@ -17,7 +17,7 @@ pub const TONE_HZ: f64 = crate::audio::DEMO_TONE_HZ;
 
 /// Starts the demo's renderer at the session's size and rate, with the injector that drives it.
 pub fn start(video: &VideoConfig) -> Result<(DemoSource, DemoInjector), String> {
-    let source = DemoSource::new(video.width, video.height, video.fps)
+    let source = DemoSource::with_path(video.width, video.height, video.fps, video.capture_path)
         .map_err(|e| format!("cannot start the demo title: {e}"))?;
     let injector = DemoInjector::new(source.controls(), video.width, video.height);
     Ok((source, injector))

@@ -218,6 +218,12 @@ impl RunningTitle {
                     .layer
                     .as_ref()
                     .map_err(|e| format!("this node cannot capture catalog titles: {e}"))?;
+                let mut env = sink.as_ref().map(SessionSink::env).unwrap_or_default();
+                // The capture layer in the title converts on the node's path.
+                env.push((
+                    capture::path::PATH_ENV.to_string(),
+                    video.capture_path.to_string(),
+                ));
                 let spec = SandboxSpec {
                     session_id: session_id.to_string(),
                     argv: argv.clone(),
@@ -225,7 +231,7 @@ impl RunningTitle {
                     height: video.height,
                     fps: video.fps,
                     first_frame_timeout: resources.config.first_frame_timeout,
-                    env: sink.as_ref().map(SessionSink::env).unwrap_or_default(),
+                    env,
                 };
                 let (sandbox, source) =
                     Sandbox::start(resources.dir(), layer, &spec).map_err(|e| e.to_string())?;

@@ -101,6 +101,48 @@ fn resized_swapchain_keeps_being_captured_at_the_new_size() {
 }
 
 #[test]
+fn both_capture_paths_match_the_cpu_reference() {
+    let _machine = crate::harness::exclusive();
+    if !require(&["Xvfb"]) {
+        return;
+    }
+    let x = Xvfb::start();
+    // An odd size, so both paths' handling of a last lone column and row is checked.
+    let (w, h) = (333u32, 101u32);
+    for path in ["gpu", "cpu"] {
+        let dir = TempDir::new(&format!("path-{path}"));
+        let install = install(&dir.0);
+        let mut source = RingSource::listen(dir.0.join("capture.sock")).expect("listen");
+        let mut child = Reaped(
+            title(testapp(), &x.display, &install, source.socket_path())
+                .env(capture::path::PATH_ENV, path)
+                .args(["--phase", &format!("{w}x{h}:40"), "--interval-ms", "10"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start the test title"),
+        );
+        let frames = collect(&mut source, &mut child, Duration::from_secs(60), |_| false);
+        let status = child
+            .wait_for(Duration::from_secs(30))
+            .expect("test title exits");
+        assert!(
+            status.success(),
+            "test title failed on the {path} path: {status}"
+        );
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut child.0.stderr.take().expect("stderr"), &mut log)
+            .expect("title log");
+        assert!(
+            log.contains(&format!("path={path}")),
+            "the layer did not capture on the {path} path: {log}"
+        );
+        assert!(frames.len() >= 10, "{path}: only {} frames", frames.len());
+        let all: Vec<&Frame> = frames.iter().collect();
+        check_phase(&all, w, h, 0);
+    }
+}
+
+#[test]
 fn srgb_swapchains_are_captured_as_stored() {
     let _machine = crate::harness::exclusive();
     if !require(&["Xvfb"]) {

@@ -46,6 +46,8 @@ pub(super) struct DeviceData {
     pub(super) memory: vk::PhysicalDeviceMemoryProperties,
     pub(super) families: Vec<vk::QueueFamilyProperties>,
     pub(super) name: String,
+    /// `CPU` for lavapipe and SwiftShader, which capture on the CPU path.
+    pub(super) device_type: vk::PhysicalDeviceType,
     pub(super) queues: Mutex<HashMap<vk::Queue, u32>>,
     pub(super) capture: Mutex<Capture>,
 }
@@ -147,7 +149,7 @@ pub(super) unsafe extern "system" fn create_device(
     let ash_device =
         unsafe { ash::Device::load_with(|name| std::mem::transmute(lookup(name)), device) };
     let made = guard("vkCreateDevice", || {
-        let (memory, families, name) = match &instance_data {
+        let (memory, families, name, device_type) = match &instance_data {
             // SAFETY: `physical` belongs to this instance.
             Some(inst) => unsafe {
                 let props = inst.instance.get_physical_device_properties(physical);
@@ -160,6 +162,7 @@ pub(super) unsafe extern "system" fn create_device(
                         .device_name_as_c_str()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
+                    props.device_type,
                 )
             },
             None => {
@@ -177,6 +180,7 @@ pub(super) unsafe extern "system" fn create_device(
             memory,
             families,
             name,
+            device_type,
             queues: Mutex::new(HashMap::new()),
             capture: Mutex::new(Capture::default()),
         });

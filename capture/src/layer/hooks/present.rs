@@ -1,6 +1,7 @@
 //! The present hook: on each present of the captured swapchain, copies the presented image on
 //! the game's queue (the present then waits for the copy alone), submits the conversion after
-//! the present, and hands the frame to the worker thread. Also the grabs (frames in flight) of
+//! the present (GPU path; on the CPU path the worker converts), and hands the frame to the
+//! worker thread. Also the grabs (frames in flight) of
 //! each device, rebuilt when the captured size, format or queue family changes, and the pacer
 //! that stands in for vertical sync where the node asks for it.
 
@@ -20,6 +21,7 @@ use crate::layer::grab::Grab;
 use crate::layer::loader::key;
 use crate::layer::pacer::Pacer;
 use crate::layer::worker::{self, Job};
+use crate::path::{CapturePath, PATH_ENV};
 use crate::ring::FrameMeta;
 use crate::vk::VkContext;
 
@@ -105,6 +107,18 @@ pub(super) unsafe extern "system" fn queue_present(
 
 /// The present pacer [`crate::layer::pacer::FPS_ENV`] asks for, read once.
 static PACER: OnceLock<Option<Pacer>> = OnceLock::new();
+
+/// The capture path [`PATH_ENV`] asks for, read once; a value the layer does not know is
+/// logged and read as `auto`, since the game must run whatever the node sent.
+fn capture_path() -> CapturePath {
+    static PATH: OnceLock<CapturePath> = OnceLock::new();
+    *PATH.get_or_init(|| {
+        CapturePath::from_env().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "stratus capture: {PATH_ENV} ignored; capturing on the auto path");
+            CapturePath::Auto
+        })
+    })
+}
 
 /// A frame whose copy is submitted: the present waits for `wait`; the conversion follows.
 struct Pending {
@@ -281,16 +295,27 @@ fn rebuild(
             family,
             data.memory,
             data.name.clone(),
+            data.device_type,
         ),
     };
+    let setting = capture_path();
+    let path = setting.resolve(data.device_type);
     let mut slots = Vec::with_capacity(GRABS);
     for _ in 0..GRABS {
         slots.push(Slot {
-            grab: Arc::new(Grab::new(&ctx, data.loader_data, width, height, format)?),
+            grab: Arc::new(Grab::new(
+                &ctx,
+                data.loader_data,
+                width,
+                height,
+                format,
+                path,
+            )?),
             busy: Arc::new(AtomicBool::new(false)),
         });
     }
-    tracing::info!(width, height, ?format, device = %data.name, "stratus capture: capture resources ready");
+    let path = slots.first().map_or(path, |s| s.grab.path());
+    tracing::info!(width, height, ?format, device = %data.name, device_type = ?data.device_type, %setting, %path, "stratus capture: capture resources ready");
     cap.ctx = Some(ctx);
     cap.slots = slots;
     cap.slots_key = Some((width, height, format, family));
