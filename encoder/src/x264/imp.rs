@@ -33,6 +33,16 @@ const DEFAULT_INTRA_REFRESH: bool = false;
 const DEFAULT_ROI: bool = true;
 /// 0 means one slice thread per available core.
 const DEFAULT_THREADS: u32 = 0;
+/// Most slices `threads = 0` makes: each slice thread makes a slice, and Chromium's H.264
+/// decoding copes badly with more than four (Selkies-GStreamer caps its x264 at four for the
+/// same reason); a node with many cores runs several sessions anyway.
+const MAX_AUTO_THREADS: u32 = 4;
+
+/// Slice threads for `threads = 0` on a machine with `cores` cores: one per core, at most
+/// [`MAX_AUTO_THREADS`].
+fn auto_threads(cores: usize) -> u32 {
+    (cores.clamp(1, MAX_AUTO_THREADS as usize)) as u32
+}
 /// libx264's `X264_THREAD_MAX`.
 const MAX_THREADS: u32 = 128;
 /// Frame rate assumed for rate control when the caps say "variable" (0/1).
@@ -214,7 +224,7 @@ impl StratusX264Enc {
             n => n,
         };
         let threads = match settings.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            0 => auto_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n,
         };
         let config = ffi::Config {
@@ -281,7 +291,7 @@ impl ObjectImpl for StratusX264Enc {
                     .build(),
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
-                    .blurb("Slice threads; 0 = one per core")
+                    .blurb("Slice threads; 0 = one per core, at most 4")
                     .maximum(MAX_THREADS)
                     .default_value(DEFAULT_THREADS)
                     .mutable_ready()
@@ -559,5 +569,18 @@ impl VideoEncoderImpl for StratusX264Enc {
             gst::debug!(CAT, imp = self, "no buffer pool proposed: {e}");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_threads_are_one_per_core_up_to_four() {
+        assert_eq!(auto_threads(0), 1);
+        assert_eq!(auto_threads(2), 2);
+        assert_eq!(auto_threads(4), 4);
+        assert_eq!(auto_threads(64), 4);
     }
 }
