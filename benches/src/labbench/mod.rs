@@ -463,7 +463,9 @@ async fn browser(
             encode: Vec::new(),
             jitter_buffer_ms: per("jitterBufferDelay", "jitterBufferEmittedCount"),
             decode_ms: per("totalDecodeTime", "framesDecoded"),
-            fps: num(&lab, "frames") / (num(&lab, "elapsed_ms") / 1000.0).max(1e-9),
+            // Frames the compositor presented (callbacks alone miss some when the page is busy).
+            fps: num(&lab, "presented").max(num(&lab, "frames"))
+                / (num(&lab, "elapsed_ms") / 1000.0).max(1e-9),
             received_kbps: 8.0 * delta("bytesReceived") / num(&lab, "elapsed_ms").max(1e-9),
             freezes: delta("freezeCount").max(0.0) as u64,
             sender_cpu,
