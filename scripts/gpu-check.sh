@@ -55,25 +55,32 @@ if [ ! -x "$bin" ]; then
   exit 1
 fi
 
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# Each bench's JSON (and its stderr) is kept where the device machine sends files back ($OUT)
+# when there is one, and printed as one line the moment it is done, so a run cut short still
+# reports what it finished. The limits add up to under ten minutes, one device call.
+if [ -n "${OUT:-}" ]; then
+  out=$OUT
+else
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
 run() { # name, seconds, args...
   local name=$1 limit=$2
   shift 2
   if timeout "$limit" "$bin" "$@" --json >"$out/$name.json" 2>"$out/$name.err"; then
-    echo "gpu-check: $name done" >&2
+    echo "gpu-check: $name: $(tr -d '\n' <"$out/$name.json")" >&2
   else
-    echo "gpu-check: $name failed" >&2
+    echo "gpu-check: $name failed: $(tail -n 3 "$out/$name.err" | tr '\n' ' ')" >&2
   fi
 }
-run capture 300 capture
-run pipeline 300 pipeline --frames 300
-run pipeline_1080p 300 pipeline --frames 300 --width 1920 --height 1080
-run node 400 node --title vkcube --max-sessions 4
-if command -v chromium >/dev/null 2>&1; then
-  run lab 900 lab --runs 3 --seconds 20
+run capture 100 capture
+run pipeline 60 pipeline --frames 300
+run pipeline_1080p 60 pipeline --frames 300 --width 1920 --height 1080
+run node 120 node --title vkcube --max-sessions 4
+if command -v "${STRATUS_CHROMIUM:-chromium}" >/dev/null 2>&1; then
+  run lab 220 lab --runs 2 --seconds 15
 else
-  run lab 300 lab --runs 3 --seconds 20 --cases stratus-native
+  run lab 220 lab --runs 3 --seconds 15 --cases stratus-native
 fi
 
 python3 - "$out" "$gpu" <<'EOF'

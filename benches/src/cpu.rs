@@ -76,7 +76,7 @@ fn all_processes() -> Vec<Stat> {
 /// counted after its last `)`.
 fn parse_stat(text: &str) -> Option<Stat> {
     let pid = text.split(' ').next()?.parse().ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split(' ').collect();
     // After the name: state(3) ppid(4) … utime(14) stime(15), numbered from 1 as in proc(5).
     Some(Stat {
@@ -97,6 +97,7 @@ mod tests {
         let s = parse_stat(line).expect("parses");
         assert_eq!((s.pid, s.ppid, s.utime, s.stime), (4242, 17, 250, 31));
         assert!(parse_stat("garbage").is_none());
+        assert!(parse_stat("12 (cut)").is_none());
     }
 
     #[test]

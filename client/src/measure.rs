@@ -145,7 +145,7 @@ impl Measure {
     }
 }
 
-/// Counts freezes the way the W3C's `freezeCount` does: a frame shown more than
+/// Counts freezes the way the W3C's `freezeCount` does: a frame shown at least
 /// max(3 × the mean, the mean + 150 ms) after the one before, the mean taken over the
 /// durations of the 30 frames before it.
 #[derive(Debug, Default)]
@@ -165,7 +165,7 @@ impl FreezeCounter {
             let d = now.saturating_duration_since(last).as_secs_f64() * 1000.0;
             if !self.durations.is_empty() {
                 let mean = self.durations.iter().sum::<f64>() / self.durations.len() as f64;
-                if d > (3.0 * mean).max(mean + 150.0) {
+                if d >= (3.0 * mean).max(mean + 150.0) {
                     self.count += 1;
                 }
             }

@@ -143,8 +143,8 @@ impl SessionMetrics {
     }
 }
 
-/// Reads one of a session's sample windows.
-type SamplesOf = fn(&SessionMetrics) -> Vec<f64>;
+/// One of a session's sample windows.
+type WindowOf = fn(&SessionMetrics) -> &Mutex<LatencyWindow>;
 
 /// The `q`-quantile (0..=1) of `samples` (nearest rank); `None` when empty.
 pub fn quantile(samples: &[f64], q: f64) -> Option<f64> {
@@ -306,28 +306,32 @@ impl NodeMetrics {
                 let _ = writeln!(out, "{name}{{session=\"{id}\"}} {}", field(m));
             }
         }
-        let summaries: [(&str, &str, SamplesOf); 2] = [
+        let summaries: [(&str, &str, WindowOf); 2] = [
             (
                 "stratus_session_capture_to_packet_ms",
                 "Capture to RTP packet time over the recent frames.",
-                SessionMetrics::capture_to_packet_samples,
+                |m| &m.latency,
             ),
             (
                 "stratus_session_encode_ms",
                 "Capture to encoded time (queues before the encoder included) over the recent frames.",
-                SessionMetrics::encode_samples,
+                |m| &m.encode,
             ),
         ];
-        for (name, help, samples_of) in summaries {
+        for (name, help, window_of) in summaries {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
             for (id, m) in &sessions {
-                let samples = samples_of(m);
+                let (samples, total) = {
+                    let w = window_of(m).lock().unwrap_or_else(|p| p.into_inner());
+                    (w.samples.clone(), w.total)
+                };
                 for q in [0.5, 0.99] {
                     if let Some(v) = quantile(&samples, q) {
                         let _ = writeln!(out, "{name}{{session=\"{id}\",quantile=\"{q}\"}} {v:.3}");
                     }
                 }
-                let _ = writeln!(out, "{name}_count{{session=\"{id}\"}} {}", samples.len());
+                // A summary's count is every observation, not the window's.
+                let _ = writeln!(out, "{name}_count{{session=\"{id}\"}} {total}");
             }
         }
         out

@@ -96,7 +96,7 @@ pub struct LabArgs {
 struct CaseRun {
     g2g: Vec<f64>,
     sender: Vec<f64>,
-    /// The sender's own frame made → last packet out.
+    /// The sender's own frame made → its packets handed to its transport.
     sender_internal: Vec<f64>,
     /// The sender's own frame made → encoded.
     encode: Vec<f64>,
@@ -126,6 +126,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<Value> {
         args.cases.iter().map(|c| (*c, Vec::new())).collect();
     for round in 0..args.runs {
         for (case, runs) in &mut results {
+            let files = dir.join(format!("{}-{}", case.name(), round + 1));
             eprintln!(
                 "lab: round {}/{}, {} ({}x{} at {} fps, {} s)",
                 round + 1,
@@ -137,7 +138,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<Value> {
                 args.seconds
             );
             let run = runtime
-                .block_on(run_case(*case, args, &dir))
+                .block_on(run_case(*case, args, &files))
                 .with_context(|| format!("{} in round {}", case.name(), round + 1))?;
             runs.push(run);
         }
@@ -173,8 +174,11 @@ fn report(args: &LabArgs, results: &[(Case, Vec<CaseRun>)]) -> Value {
         let encode = all(|r| &r.encode);
         let round3 = |v: f64| (v * 1000.0).round() / 1000.0;
         // Where each case's time goes, from medians (so the stages add up to about the
-        // glass-to-glass median, not exactly): frame made → encoded → last packet out of the
-        // sender → last packet received → out of the jitter buffer → decoded → presented.
+        // glass-to-glass median, not exactly): frame made → encoded → the frame's packets handed
+        // to the sender's transport (our node: `write_sample` returned, packets queued before
+        // the pacer; the reference: its payloader's last packet, before webrtcbin's session,
+        // SRTP and ICE) → last packet received (pacing, SRTP, the socket and the network) →
+        // out of the jitter buffer → decoded → presented.
         let (g2g_p50, sender_p50, internal_p50, encode_p50) = (
             percentile(&g2g, 50.0),
             percentile(&sender, 50.0),
@@ -184,8 +188,8 @@ fn report(args: &LabArgs, results: &[(Case, Vec<CaseRun>)]) -> Value {
         let (jitter, decode) = (mean(|r| r.jitter_buffer_ms), mean(|r| r.decode_ms));
         let stages = json!({
             "encode": round3(encode_p50),
-            "packetise_and_pace": round3((internal_p50 - encode_p50).max(0.0)),
-            "network": round3((sender_p50 - internal_p50).max(0.0)),
+            "packetise": round3((internal_p50 - encode_p50).max(0.0)),
+            "pace_and_network": round3((sender_p50 - internal_p50).max(0.0)),
             "jitter_buffer": round3(jitter),
             "decode": round3(decode),
             "present": round3((g2g_p50 - sender_p50 - jitter - decode).max(0.0)),
@@ -295,8 +299,8 @@ pub fn table(report: &Value) -> String {
     out.push_str("\nwhere the time goes (ms, from medians)\n");
     for stage in [
         "encode",
-        "packetise_and_pace",
-        "network",
+        "packetise",
+        "pace_and_network",
         "jitter_buffer",
         "decode",
         "present",
@@ -350,7 +354,9 @@ impl Drop for Signaling {
     }
 }
 
+/// Runs one case once; the sender's log and measurements go in `dir` (a fresh directory).
 async fn run_case(case: Case, args: &LabArgs, dir: &std::path::Path) -> anyhow::Result<CaseRun> {
+    std::fs::create_dir_all(dir).context("a directory for the case's files")?;
     let signaling = Signaling::start().await?;
     let kind = case.sender();
     let mut sender = SenderProcess::spawn(
@@ -373,13 +379,16 @@ async fn run_case(case: Case, args: &LabArgs, dir: &std::path::Path) -> anyhow::
         _ => browser(args, &signaling, &sender).await,
     };
     match run {
-        Ok((mut run, marks)) => {
-            // The sender's own samples from the measured span only (not the start-up's).
-            run.sender_internal = sender.samples("capture_to_packet_ms");
-            run.encode = sender.samples("encode_ms");
-            run.sender_internal
-                .drain(..marks.0.min(run.sender_internal.len()));
-            run.encode.drain(..marks.1.min(run.encode.len()));
+        Ok((mut run, (start, end))) => {
+            // The sender's own samples from the measured span only (not the start-up's nor the
+            // teardown's).
+            let span = |mut v: Vec<f64>, from: usize, to: usize| {
+                v.truncate(to);
+                v.drain(..from.min(v.len()));
+                v
+            };
+            run.sender_internal = span(sender.samples("capture_to_packet_ms"), start.0, end.0);
+            run.encode = span(sender.samples("encode_ms"), start.1, end.1);
             Ok(run)
         }
         Err(e) => {
@@ -388,6 +397,10 @@ async fn run_case(case: Case, args: &LabArgs, dir: &std::path::Path) -> anyhow::
         }
     }
 }
+
+/// How many of the sender's samples of each stage were written at the start and at the end of
+/// the measured span.
+type Marks = ((usize, usize), (usize, usize));
 
 fn list(v: &Value) -> Vec<f64> {
     v.as_array()
@@ -399,7 +412,7 @@ async fn browser(
     args: &LabArgs,
     signaling: &Signaling,
     sender: &SenderProcess,
-) -> anyhow::Result<(CaseRun, (usize, usize))> {
+) -> anyhow::Result<(CaseRun, Marks)> {
     let url = format!(
         "http://{}/?title={}",
         signaling.addr,
@@ -425,8 +438,8 @@ async fn browser(
         .context("install the measuring script")?;
     let before = page.eval(INBOUND_VIDEO).await?;
     let marks = sender.marks();
-    let sender_cpu = CpuMeter::start(sender.pid());
-    let receiver_cpu = CpuMeter::start(page.pid().unwrap_or(0));
+    let sender_cpu = CpuMeter::start(sender.pid().context("the sender has exited")?);
+    let receiver_cpu = CpuMeter::start(page.pid().context("chromium has exited")?);
     page.eval(&format!("window.__lab.start({})", args.seconds))
         .await?;
     tokio::time::sleep(Duration::from_secs(u64::from(args.seconds))).await;
@@ -437,6 +450,7 @@ async fn browser(
     )
     .await?;
     let (sender_cpu, receiver_cpu) = (sender_cpu.percent(), receiver_cpu.percent());
+    let end = sender.marks_after_flush().await;
     let after = page.eval(INBOUND_VIDEO).await?;
     let lab = page.eval("window.__lab.report()").await?;
     drop(page);
@@ -471,7 +485,7 @@ async fn browser(
             sender_cpu,
             receiver_cpu,
         },
-        marks,
+        (marks, end),
     ))
 }
 
@@ -479,7 +493,7 @@ async fn native(
     args: &LabArgs,
     signaling: &Signaling,
     sender: &SenderProcess,
-) -> anyhow::Result<(CaseRun, (usize, usize))> {
+) -> anyhow::Result<(CaseRun, Marks)> {
     use crate::native::NativeClient;
 
     let xvfb =
@@ -504,13 +518,13 @@ async fn native(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = client.report().context("the client's report")?;
     let marks = sender.marks();
-    let sender_cpu = CpuMeter::start(sender.pid());
+    let sender_cpu = CpuMeter::start(sender.pid().context("the sender has exited")?);
     let receiver_cpu = CpuMeter::start(client.pid());
     let started = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(u64::from(args.seconds))).await;
     let (sender_cpu, receiver_cpu) = (sender_cpu.percent(), receiver_cpu.percent());
-    // The report is rewritten twice a second; take one written after the run.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The sender's file is rewritten once a second, the client's report twice: wait for both.
+    let end = sender.marks_after_flush().await;
     let after = client.report().context("the client's report")?;
     let elapsed_s = started.elapsed().as_secs_f64();
     client.stop();
@@ -529,7 +543,12 @@ async fn native(
             crate::native::summary(Some(&after))
         );
     }
-    let count = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+    let count = |k: &str| {
+        after[k]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(before[k].as_u64().unwrap_or(0))
+    };
     let decode = tail("decode_ms");
     Ok((
         CaseRun {
@@ -545,7 +564,7 @@ async fn native(
             sender_cpu,
             receiver_cpu,
         },
-        marks,
+        (marks, end),
     ))
 }
 
@@ -607,8 +626,8 @@ mod tests {
         // The stages add up to glass-to-glass: 3 + 1 + 1 + 1 + 2 + 12.
         let stages = &r["stratus_browser"]["stages_ms"];
         assert_eq!(stages["encode"], 3.0);
-        assert_eq!(stages["packetise_and_pace"], 1.0);
-        assert_eq!(stages["network"], 1.0);
+        assert_eq!(stages["packetise"], 1.0);
+        assert_eq!(stages["pace_and_network"], 1.0);
         assert_eq!(stages["present"], 12.0);
         let table = table(&r);
         assert!(table.contains("reference_browser") && table.contains("browser_g2g_ratio"));

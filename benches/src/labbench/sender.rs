@@ -2,7 +2,8 @@
 //! `lab-sender` subcommand) so its CPU time is its own: our node, or the reference pipeline.
 //! Both register with the lab's signaling service as a node offering the `pattern` title, and
 //! both write what they measured themselves to a JSON file once a second:
-//! `{"capture_to_packet_ms": [...], "encode_ms": [...]}` — frame made → its last RTP packet out,
+//! `{"capture_to_packet_ms": [...], "encode_ms": [...]}` — frame made → its packets handed to the
+//! transport (our node: `write_sample` returned; the reference: the payloader's last packet),
 //! and frame made → encoded, ms, per frame, in order, appended to and never rewritten, so the
 //! lab takes the ones recorded after the measurement began.
 
@@ -18,6 +19,9 @@ use crate::reference::{self, ReferenceArgs};
 
 /// Samples a sender keeps per stage (five minutes at 60 fps); later ones are not kept.
 const KEEP: usize = 18_000;
+
+/// Longer than the senders' write period.
+const FLUSH: Duration = Duration::from_millis(1100);
 
 /// The hidden subcommand's name.
 pub const SUBCOMMAND: &str = "lab-sender";
@@ -104,32 +108,41 @@ impl SenderProcess {
         })
     }
 
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
+    /// Its process id; `None` once it has exited.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// The samples of `field` (`capture_to_packet_ms`, `encode_ms`) the sender has written so far,
     /// oldest first (may be empty).
     pub fn samples(&self, field: &str) -> Vec<f64> {
+        self.file()[field]
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default()
+    }
+
+    /// The sender's measurements file as JSON (null before it wrote one).
+    fn file(&self) -> serde_json::Value {
         std::fs::read_to_string(&self.metrics)
             .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| {
-                v[field]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
-            })
+            .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default()
     }
 
     /// How many samples of each stage (`capture_to_packet_ms`, `encode_ms`) it has written so
     /// far: a mark to take later samples from.
     pub fn marks(&self) -> (usize, usize) {
-        (
-            self.samples("capture_to_packet_ms").len(),
-            self.samples("encode_ms").len(),
-        )
+        let v = self.file();
+        let len = |k: &str| v[k].as_array().map_or(0, Vec::len);
+        (len("capture_to_packet_ms"), len("encode_ms"))
+    }
+
+    /// [`SenderProcess::marks`] once the sender has written what it measured until now (it
+    /// writes once a second).
+    pub async fn marks_after_flush(&self) -> (usize, usize) {
+        tokio::time::sleep(FLUSH).await;
+        self.marks()
     }
 
     /// The last lines of its log, for errors.
@@ -147,6 +160,10 @@ impl SenderProcess {
 
 /// The child's side: runs the sender until signaling closes or the parent kills it.
 pub fn serve(args: SenderArgs) -> anyhow::Result<()> {
+    // Die with the lab: a sender left behind (the lab killed, or a panic that aborts) would
+    // otherwise reconnect to a signaling service that is gone, forever.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal for this process; no memory is passed.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -200,8 +217,12 @@ pub fn serve(args: SenderArgs) -> anyhow::Result<()> {
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        if let Ok(s) = writer.lock() {
-                            write_samples(&out, &s.last_packet, &s.encoded);
+                        // Copied out, so the pipeline's probes never wait for the file.
+                        let snapshot = writer
+                            .lock()
+                            .map(|s| (s.last_packet.clone(), s.encoded.clone()));
+                        if let Ok((packet, encode)) = snapshot {
+                            write_samples(&out, &packet, &encode);
                         }
                     }
                 });

@@ -274,12 +274,11 @@ impl Session {
             }
             gst::BusSyncReply::Drop
         });
+        let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
+            .map_err(|e| anyhow!("the offer is not SDP: {e}"))?;
         pipeline
             .set_state(gst::State::Playing)
             .context("start the reference pipeline")?;
-
-        let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
-            .map_err(|e| anyhow!("the offer is not SDP: {e}"))?;
         let offer =
             gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, sdp);
         let answering = webrtc.clone();
@@ -400,11 +399,10 @@ fn note_age(
             };
             // x264enc shifts timestamps by 1000 hours (and its segment with them) to keep DTS
             // positive, so the packet's time is read through the segment.
-            let segment = pad
-                .sticky_event::<gst::event::Segment>(0)
-                .and_then(|e| e.segment().clone().downcast::<gst::ClockTime>().ok());
             if let Some(buffer) = last
-                && let Some(segment) = segment
+                && let Some(segment) = pad
+                    .sticky_event::<gst::event::Segment>(0)
+                    .and_then(|e| e.segment().clone().downcast::<gst::ClockTime>().ok())
                 && let Some(now) = element.current_running_time()
                 && let Some(pts) = segment.to_running_time(buffer.pts())
             {

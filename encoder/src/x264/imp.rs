@@ -31,7 +31,7 @@ const KEY_INT_SECONDS: u32 = 4;
 const MAX_KEY_INT_MAX: u32 = 1 << 30;
 const DEFAULT_INTRA_REFRESH: bool = false;
 const DEFAULT_ROI: bool = true;
-/// 0 means one slice thread per available core.
+/// 0 means one slice thread per available core, at most [`MAX_AUTO_THREADS`].
 const DEFAULT_THREADS: u32 = 0;
 /// Most slices `threads = 0` makes: each slice thread makes a slice, and Chromium's H.264
 /// decoding copes badly with more than four (Selkies-GStreamer caps its x264 at four for the

@@ -15,7 +15,7 @@
 //! | `key-int-max` | u32 frames | 0 = 4 s of frames | longest distance between IDRs (or intra refresh cycles) |
 //! | `intra-refresh` | bool | false | periodic intra refresh instead of IDR pictures |
 //! | `roi` | bool | true | honour region-of-interest meta |
-//! | `threads` | u32 | 0 = one per core | slice threads |
+//! | `threads` | u32 | 0 = one per core, at most 4 | slice threads |
 //!
 //! A force-key-unit event (for instance `gst_video::UpstreamForceKeyUnitEvent` sent to the
 //! source pad) makes the next picture an IDR.
