@@ -17,9 +17,6 @@ use tokio::process::{Child, Command};
 
 use crate::reference::{self, ReferenceArgs};
 
-/// Samples a sender keeps per stage (five minutes at 60 fps); later ones are not kept.
-const KEEP: usize = 18_000;
-
 /// Longer than the senders' write period.
 const FLUSH: Duration = Duration::from_millis(1100);
 
@@ -199,7 +196,7 @@ pub fn serve(args: SenderArgs) -> anyhow::Result<()> {
                             let (p, n) = m.capture_to_packet_since(seen.0);
                             let (e, k) = m.encode_since(seen.1);
                             *seen = (n, k);
-                            if packet.len() < KEEP {
+                            if packet.len() < reference::KEEP {
                                 packet.extend(p);
                                 encode.extend(e);
                             }

@@ -81,7 +81,7 @@ pub struct Stages {
 pub type Samples = Arc<Mutex<Stages>>;
 
 /// Samples kept per stage (five minutes at 60 fps).
-const KEEP: usize = 18_000;
+pub const KEEP: usize = 18_000;
 
 /// Runs the reference node until the signaling connection closes, noting each frame's time
 /// from generation to encoded and to its last packet in `samples`.
