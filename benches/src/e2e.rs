@@ -125,6 +125,78 @@ pub const INBOUND_VIDEO: &str = r#"(async () => {
   return out;
 })()"#;
 
+/// Opens `url` in headless Chromium with a viewport for a `width`×`height` stream, waits for the
+/// first decoded frame, lets the jitter buffer and congestion control settle (2 s) and installs
+/// [`LAB_JS`]: the page the browser benchmarks measure.
+pub(crate) async fn open_measured_page(
+    url: &str,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<Chromium> {
+    let mut page = Chromium::launch(
+        url,
+        &LaunchOptions {
+            window: (width, height + 80),
+        },
+    )
+    .await?;
+    page.wait_for(
+        "window.stratus && window.stratus.inspectFrame && (window.stratus.inspectFrame() || {}).frameId != null",
+        Duration::from_secs(30),
+        "the first decoded frame",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    page.eval(LAB_JS)
+        .await
+        .context("install the measuring script")?;
+    Ok(page)
+}
+
+/// The page's inbound video stats ([`INBOUND_VIDEO`]) at the start and the end of a span.
+pub(crate) struct StatsSpan {
+    /// At the start.
+    pub before: Value,
+    /// At the end.
+    pub after: Value,
+}
+
+impl StatsSpan {
+    /// How much counter `k` grew over the span.
+    pub fn delta(&self, k: &str) -> f64 {
+        let num = |v: &Value| v[k].as_f64().unwrap_or(0.0);
+        num(&self.after) - num(&self.before)
+    }
+
+    /// Milliseconds of `total` (a seconds counter) per unit of `count` over the span; 0 when
+    /// `count` did not grow.
+    pub fn per_ms(&self, total: &str, count: &str) -> f64 {
+        let n = self.delta(count);
+        if n > 0.0 {
+            1000.0 * self.delta(total) / n
+        } else {
+            0.0
+        }
+    }
+
+    /// Chromium's jitter buffer delay per frame, ms.
+    pub fn jitter_buffer_ms(&self) -> f64 {
+        self.per_ms("jitterBufferDelay", "jitterBufferEmittedCount")
+    }
+
+    /// Chromium's decode time per frame, ms.
+    pub fn decode_ms(&self) -> f64 {
+        self.per_ms("totalDecodeTime", "framesDecoded")
+    }
+}
+
+/// Frames per second the compositor presented in [`LAB_JS`]'s report (callbacks alone miss
+/// some when the page's thread is busy).
+pub(crate) fn presented_fps(report: &Value) -> f64 {
+    let num = |k: &str| report[k].as_f64().unwrap_or(0.0);
+    num("presented").max(num("frames")) / (num("elapsed_ms") / 1000.0).max(1e-9)
+}
+
 /// Keys pressed for input-to-photon, in turn; adjacent ones give clearly different indicator
 /// colours.
 const KEYS: &[&str] = &[
@@ -172,24 +244,7 @@ pub fn run_browser(args: &E2eArgs) -> anyhow::Result<Report> {
 
 async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
     let lab = start_lab(args).await?;
-    let mut page = Chromium::launch(
-        &lab.page_url(),
-        &LaunchOptions {
-            window: (args.width, args.height + 80),
-        },
-    )
-    .await?;
-    page.wait_for(
-        "window.stratus && window.stratus.inspectFrame && (window.stratus.inspectFrame() || {}).frameId != null",
-        Duration::from_secs(30),
-        "the first decoded frame",
-    )
-    .await?;
-    // Let the congestion controller and the jitter buffer settle before measuring.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    page.eval(LAB_JS)
-        .await
-        .context("install the measuring script")?;
+    let mut page = open_measured_page(&lab.page_url(), args.width, args.height).await?;
     let before = page.eval(INBOUND_VIDEO).await?;
     page.eval(&format!("window.__lab.start({})", args.seconds))
         .await?;
@@ -229,33 +284,16 @@ async fn browser(args: &E2eArgs) -> anyhow::Result<Report> {
     if g2g.is_empty() {
         bail!("no frame with a readable latency code was presented: {lab_report}");
     }
-    let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
-    // Frames the compositor presented (callbacks alone miss some when the page is busy).
-    let frames = num(&lab_report, "presented").max(num(&lab_report, "frames"));
-    let elapsed_s = num(&lab_report, "elapsed_ms") / 1000.0;
-    let emitted =
-        num(&after, "jitterBufferEmittedCount") - num(&before, "jitterBufferEmittedCount");
-    let jitter_ms = if emitted > 0.0 {
-        1000.0 * (num(&after, "jitterBufferDelay") - num(&before, "jitterBufferDelay")) / emitted
-    } else {
-        0.0
-    };
-    let decoded = num(&after, "framesDecoded") - num(&before, "framesDecoded");
-    let decode_ms = if decoded > 0.0 {
-        1000.0 * (num(&after, "totalDecodeTime") - num(&before, "totalDecodeTime")) / decoded
-    } else {
-        0.0
-    };
+    let num = |k: &str| lab_report[k].as_f64().unwrap_or(0.0);
+    let frames = num("presented").max(num("frames"));
+    let stats = StatsSpan { before, after };
     let report = Report::default().field("client", "browser");
     Ok(
-        latency_fields(report, args, &g2g, &i2p, frames / elapsed_s.max(1e-9))
-            .field("decode_ms_mean", decode_ms)
-            .field("jitter_buffer_ms_mean", jitter_ms)
+        latency_fields(report, args, &g2g, &i2p, presented_fps(&lab_report))
+            .field("decode_ms_mean", stats.decode_ms())
+            .field("jitter_buffer_ms_mean", stats.jitter_buffer_ms())
             .field("node_capture_to_packet_ms_p50", node_ms)
-            .field(
-                "freezes",
-                (num(&after, "freezeCount") - num(&before, "freezeCount")) as u64,
-            )
+            .field("freezes", stats.delta("freezeCount").max(0.0) as u64)
             .field("frames", frames as u64)
             .field("samples", g2g.len())
             .field("key_presses", i2p.len()),

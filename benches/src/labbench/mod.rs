@@ -30,9 +30,8 @@ use signaling::config::Config;
 use signaling::service::{ReplicaState, Service};
 use tokio::sync::watch;
 
-use crate::chromium::{Chromium, LaunchOptions};
 use crate::cpu::CpuMeter;
-use crate::e2e::{INBOUND_VIDEO, LAB_JS};
+use crate::e2e::{INBOUND_VIDEO, StatsSpan, open_measured_page, presented_fps};
 use crate::stats::percentile;
 use sender::{SenderArgs, SenderKind, SenderProcess};
 
@@ -225,27 +224,20 @@ fn report(args: &LabArgs, results: &[(Case, Vec<CaseRun>)]) -> Value {
         (Some(a), Some(b)) if b > 0.0 => json!((a / b * 1000.0).round() / 1000.0),
         _ => Value::Null,
     };
-    let (ours, theirs, native) = (
-        Case::StratusBrowser,
-        Case::ReferenceBrowser,
-        Case::StratusNative,
-    );
-    out.insert(
-        "browser_g2g_ratio".into(),
-        ratio(get(ours, "g2g_ms_p50"), get(theirs, "g2g_ms_p50")),
-    );
-    out.insert(
-        "sender_ms_ratio".into(),
-        ratio(get(ours, "sender_ms_p50"), get(theirs, "sender_ms_p50")),
-    );
-    out.insert(
-        "sender_cpu_ratio".into(),
-        ratio(get(ours, "sender_cpu_pct"), get(theirs, "sender_cpu_pct")),
-    );
-    out.insert(
-        "native_over_reference_g2g".into(),
-        ratio(get(native, "g2g_ms_p50"), get(theirs, "g2g_ms_p50")),
-    );
+    // Each ratio: a case's field over the reference's.
+    for (name, case, field) in [
+        ("browser_g2g_ratio", Case::StratusBrowser, "g2g_ms_p50"),
+        ("sender_ms_ratio", Case::StratusBrowser, "sender_ms_p50"),
+        ("sender_cpu_ratio", Case::StratusBrowser, "sender_cpu_pct"),
+        (
+            "native_over_reference_g2g",
+            Case::StratusNative,
+            "g2g_ms_p50",
+        ),
+    ] {
+        let value = ratio(get(case, field), get(Case::ReferenceBrowser, field));
+        out.insert(name.into(), value);
+    }
     out.insert(
         "reference_not_reproduced".into(),
         json!(crate::reference::NOT_REPRODUCED),
@@ -418,24 +410,7 @@ async fn browser(
         signaling.addr,
         signaling::catalog::PATTERN_TITLE
     );
-    let mut page = Chromium::launch(
-        &url,
-        &LaunchOptions {
-            window: (args.width, args.height + 80),
-        },
-    )
-    .await?;
-    page.wait_for(
-        "window.stratus && window.stratus.inspectFrame && (window.stratus.inspectFrame() || {}).frameId != null",
-        Duration::from_secs(30),
-        "the first decoded frame",
-    )
-    .await?;
-    // Let the jitter buffer and (for our node) the congestion controller settle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    page.eval(LAB_JS)
-        .await
-        .context("install the measuring script")?;
+    let mut page = open_measured_page(&url, args.width, args.height).await?;
     let before = page.eval(INBOUND_VIDEO).await?;
     let marks = sender.marks();
     let sender_cpu = CpuMeter::start(sender.pid().context("the sender has exited")?);
@@ -459,29 +434,19 @@ async fn browser(
     if g2g.is_empty() {
         bail!("no frame with a readable latency code was presented: {lab}");
     }
-    let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
-    let delta = |k: &str| num(&after, k) - num(&before, k);
-    let per = |total: &str, count: &str| {
-        let n = delta(count);
-        if n > 0.0 {
-            1000.0 * delta(total) / n
-        } else {
-            0.0
-        }
-    };
+    let stats = StatsSpan { before, after };
+    let elapsed_ms = lab["elapsed_ms"].as_f64().unwrap_or(0.0);
     Ok((
         CaseRun {
             g2g,
             sender: list(&lab["snd"]),
             sender_internal: Vec::new(),
             encode: Vec::new(),
-            jitter_buffer_ms: per("jitterBufferDelay", "jitterBufferEmittedCount"),
-            decode_ms: per("totalDecodeTime", "framesDecoded"),
-            // Frames the compositor presented (callbacks alone miss some when the page is busy).
-            fps: num(&lab, "presented").max(num(&lab, "frames"))
-                / (num(&lab, "elapsed_ms") / 1000.0).max(1e-9),
-            received_kbps: 8.0 * delta("bytesReceived") / num(&lab, "elapsed_ms").max(1e-9),
-            freezes: delta("freezeCount").max(0.0) as u64,
+            jitter_buffer_ms: stats.jitter_buffer_ms(),
+            decode_ms: stats.decode_ms(),
+            fps: presented_fps(&lab),
+            received_kbps: 8.0 * stats.delta("bytesReceived") / elapsed_ms.max(1e-9),
+            freezes: stats.delta("freezeCount").max(0.0) as u64,
             sender_cpu,
             receiver_cpu,
         },
