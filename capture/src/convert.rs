@@ -22,7 +22,7 @@ use std::sync::Arc;
 use ash::vk;
 use bytes::Bytes;
 
-use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, buffer_barrier, push_bytes};
+use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, barrier_to_host, push_bytes};
 use crate::{CaptureError, PixelFormat};
 
 static I420_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/i420.spv"));
@@ -236,11 +236,6 @@ impl I420Converter {
             self.format.code(),
             0,
         ]);
-        let barrier = [buffer_barrier(
-            self.output.buffer,
-            vk::AccessFlags::SHADER_WRITE,
-            vk::AccessFlags::HOST_READ,
-        )];
         self.pipeline.record_dispatch(
             cmd,
             &push,
@@ -248,14 +243,12 @@ impl I420Converter {
         );
         // SAFETY: `cmd` is recording on this device and the output buffer belongs to it.
         unsafe {
-            device.cmd_pipeline_barrier(
+            barrier_to_host(
+                device,
                 cmd,
                 vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[],
-                &barrier,
-                &[],
+                vk::AccessFlags::SHADER_WRITE,
+                self.output.buffer,
             );
         }
     }

@@ -18,7 +18,9 @@ use ash::vk;
 
 use crate::convert::{I420Converter, SourceFormat, check_size, simd};
 use crate::path::{CapturePath, ResolvedPath};
-use crate::vk::{Buffer, ComputePipeline, Submitter, VkContext, buffer_barrier, push_bytes};
+use crate::vk::{
+    Buffer, ComputePipeline, Submitter, VkContext, barrier_to_host, buffer_barrier, push_bytes,
+};
 use crate::{CaptureError, Frame, PixelFormat, Source, clock};
 
 static SCENE_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/scene.spv"));
@@ -269,21 +271,14 @@ impl DemoRenderer {
         );
         let Some(converter) = &self.converter else {
             // The CPU path: the scene's buffer is host memory; convert straight out of it.
-            let to_host = [buffer_barrier(
-                self.pixels.buffer,
-                vk::AccessFlags::SHADER_WRITE,
-                vk::AccessFlags::HOST_READ,
-            )];
             // SAFETY: `cmd` is recording on this device; the buffer belongs to it.
             unsafe {
-                device.cmd_pipeline_barrier(
+                barrier_to_host(
+                    &device,
                     cmd,
                     vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::PipelineStageFlags::HOST,
-                    vk::DependencyFlags::empty(),
-                    &[],
-                    &to_host,
-                    &[],
+                    vk::AccessFlags::SHADER_WRITE,
+                    self.pixels.buffer,
                 );
             }
             self.submitter.submit_and_wait()?;

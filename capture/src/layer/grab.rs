@@ -23,7 +23,8 @@ use crate::CaptureError;
 use crate::convert::{I420Converter, SourceFormat, simd};
 use crate::path::ResolvedPath;
 use crate::vk::{
-    Buffer, VkContext, buffer_barrier, command_buffers, image_barrier, image_copy, vk_err,
+    Buffer, VkContext, barrier_to_host, buffer_barrier, command_buffers, image_barrier, image_copy,
+    vk_err,
 };
 
 /// The loader's callback that makes a dispatchable object a layer creates (our command
@@ -197,11 +198,6 @@ impl Grab {
             vk::AccessFlags::TRANSFER_WRITE,
             vk::AccessFlags::SHADER_READ,
         )];
-        let to_host = [buffer_barrier(
-            self.pixels.buffer,
-            vk::AccessFlags::TRANSFER_WRITE,
-            vk::AccessFlags::HOST_READ,
-        )];
         let wait_stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
         let copy_cmds = [self.copy_cmd];
         let signal = [self.copied];
@@ -247,14 +243,12 @@ impl Grab {
                 &back,
             );
             if self.converter.is_none() {
-                device.cmd_pipeline_barrier(
+                barrier_to_host(
+                    device,
                     cmd,
                     vk::PipelineStageFlags::TRANSFER,
-                    vk::PipelineStageFlags::HOST,
-                    vk::DependencyFlags::empty(),
-                    &[],
-                    &to_host,
-                    &[],
+                    vk::AccessFlags::TRANSFER_WRITE,
+                    self.pixels.buffer,
                 );
             }
             device

@@ -84,6 +84,33 @@ pub fn buffer_barrier(
         .size(vk::WHOLE_SIZE)
 }
 
+/// Records a barrier that makes what stage `stage` wrote to `buffer` (with `access`) visible to
+/// the host, which reads it after the submission's fence.
+///
+/// # Safety
+/// `cmd` is recording on `device`, and `buffer` belongs to `device`.
+pub unsafe fn barrier_to_host(
+    device: &ash::Device,
+    cmd: vk::CommandBuffer,
+    stage: vk::PipelineStageFlags,
+    access: vk::AccessFlags,
+    buffer: vk::Buffer,
+) {
+    let barrier = [buffer_barrier(buffer, access, vk::AccessFlags::HOST_READ)];
+    // SAFETY: the caller's promise.
+    unsafe {
+        device.cmd_pipeline_barrier(
+            cmd,
+            stage,
+            vk::PipelineStageFlags::HOST,
+            vk::DependencyFlags::empty(),
+            &[],
+            &barrier,
+            &[],
+        );
+    }
+}
+
 /// The copy region between a whole `width`×`height` colour image and a buffer that holds its
 /// texels row by row, tightly packed, from offset 0 (either direction).
 pub fn image_copy(width: u32, height: u32) -> vk::BufferImageCopy {

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use ash::vk;
 
-pub use commands::{COLOR_RANGE, buffer_barrier, command_buffers, image_barrier, image_copy};
+pub use commands::{
+    COLOR_RANGE, barrier_to_host, buffer_barrier, command_buffers, image_barrier, image_copy,
+};
 pub(crate) use resources::{Buffer, ComputePipeline, Submitter, push_bytes};
 
 use crate::CaptureError;
