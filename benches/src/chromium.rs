@@ -25,12 +25,17 @@ const EVAL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct LaunchOptions {
     /// Viewport width and height in CSS pixels.
     pub window: (u32, u32),
+    /// A script that runs in the page before any of its own (DevTools
+    /// `Page.addScriptToEvaluateOnNewDocument`): the browser opens a blank page, installs it,
+    /// then goes to the URL.
+    pub before_load: Option<String>,
 }
 
 impl Default for LaunchOptions {
     fn default() -> Self {
         Self {
             window: (1280, 800),
+            before_load: None,
         }
     }
 }
@@ -91,7 +96,11 @@ impl Chromium {
                 options.window.0, options.window.1
             ))
             .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(url)
+            .arg(if options.before_load.is_some() {
+                "about:blank"
+            } else {
+                url
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -106,12 +115,27 @@ impl Chromium {
             })
             .and_then(|r| r);
         match connected {
-            Ok(ws) => Ok(Self {
-                child,
-                profile,
-                ws,
-                next_id: 1,
-            }),
+            Ok(ws) => {
+                let mut page = Self {
+                    child,
+                    profile,
+                    ws,
+                    next_id: 1,
+                };
+                if let Some(script) = &options.before_load {
+                    page.call("Page.enable", json!({})).await?;
+                    page.call(
+                        "Page.addScriptToEvaluateOnNewDocument",
+                        json!({ "source": script }),
+                    )
+                    .await
+                    .context("install the page's first script")?;
+                    page.call("Page.navigate", json!({ "url": url }))
+                        .await
+                        .with_context(|| format!("open {url}"))?;
+                }
+                Ok(page)
+            }
             Err(e) => {
                 let _ = child.start_kill();
                 let _ = std::fs::remove_dir_all(&profile);
@@ -287,5 +311,34 @@ async fn http_get_json(port: u16, path: &str) -> anyhow::Result<Value> {
         if raw.len() >= end + 4 + length {
             return Ok(serde_json::from_slice(&raw[end + 4..end + 4 + length])?);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script given as `before_load` runs before the page's own: the page sees what it set.
+    #[tokio::test]
+    async fn the_first_script_runs_before_the_page() {
+        if binary().is_none() {
+            eprintln!("chromium is not installed; skipped");
+            return;
+        }
+        let page_url = "data:text/html,<script>window.seen = typeof window.__first</script>";
+        let mut page = Chromium::launch(
+            page_url,
+            &LaunchOptions {
+                before_load: Some("window.__first = 1;".into()),
+                ..LaunchOptions::default()
+            },
+        )
+        .await
+        .expect("launch");
+        let seen = page
+            .wait_for("window.seen", Duration::from_secs(10), "the page's script")
+            .await
+            .expect("the page ran");
+        assert_eq!(seen, "number");
     }
 }

@@ -55,7 +55,9 @@ pub struct E2eArgs {
 /// The measuring script: installs `window.__lab` with `start(seconds)` and `report()`. Per
 /// presented frame it keeps glass-to-glass (`g2g`: expected display time − the frame's latency
 /// code) and the sender's share (`snd`: the time the frame's last packet was received, the
-/// callback's `receiveTime`, − the code).
+/// callback's `receiveTime`, − the code), and for every presented frame when it was shown
+/// (`at`, epoch ms) and its code (`made`, epoch ms or null), which freezes and recovery are
+/// judged from.
 pub(crate) const LAB_JS: &str = r#"
 (async () => {
   const { readCode } = await import('/stratus.js');
@@ -68,7 +70,7 @@ pub(crate) const LAB_JS: &str = r#"
   ind.width = 64; ind.height = 64;
   const ictx = ind.getContext('2d', { willReadFrequently: true });
   const indicator = (key) => [(key * 37) % 256, (key * 91 + 64) % 256, 32];
-  const lab = { g2g: [], snd: [], i2p: [], frames: 0, presented0: null, presented: 0, pending: null, keydowns: 0, done: false, t0: 0, t1: 0 };
+  const lab = { g2g: [], snd: [], i2p: [], at: [], made: [], frames: 0, presented0: null, presented: 0, pending: null, keydowns: 0, done: false, t0: 0, t1: 0 };
   window.addEventListener('keydown', (e) => {
     const key = KEY_CODES[e.code];
     if (key !== undefined && !e.repeat) { lab.pending = { key, at: e.timeStamp }; lab.keydowns++; }
@@ -84,6 +86,8 @@ pub(crate) const LAB_JS: &str = r#"
     const shown = meta.expectedDisplayTime || now;
     cctx.drawImage(video, 0, 0, 912, 64, 0, 0, 912, 64);
     const epoch = readCode(cctx.getImageData(0, 0, 912, 64), 0);
+    lab.at.push(performance.timeOrigin + shown);
+    lab.made.push(epoch);
     if (epoch !== null) {
       lab.g2g.push(performance.timeOrigin + shown - epoch);
       if (meta.receiveTime) lab.snd.push(performance.timeOrigin + meta.receiveTime - epoch);
@@ -108,7 +112,7 @@ pub(crate) const LAB_JS: &str = r#"
     lab.t1 = lab.t0 + seconds * 1000;
     video.requestVideoFrameCallback(onFrame);
   };
-  lab.report = () => ({ g2g: lab.g2g, snd: lab.snd, i2p: lab.i2p, frames: lab.frames, presented: lab.presented, keydowns: lab.keydowns,
+  lab.report = () => ({ g2g: lab.g2g, snd: lab.snd, i2p: lab.i2p, at: lab.at, made: lab.made, frames: lab.frames, presented: lab.presented, keydowns: lab.keydowns,
                         elapsed_ms: (lab.tLast || performance.now()) - lab.t0, done: lab.done });
   window.__lab = lab;
   return true;
@@ -133,13 +137,22 @@ pub(crate) async fn open_measured_page(
     width: u32,
     height: u32,
 ) -> anyhow::Result<Chromium> {
-    let mut page = Chromium::launch(
-        url,
-        &LaunchOptions {
-            window: (width, height + 80),
-        },
-    )
-    .await?;
+    let mut page = Chromium::launch(url, &page_options(width, height)).await?;
+    instrument(&mut page).await?;
+    Ok(page)
+}
+
+/// Launch options for a page that shows a `width`×`height` stream.
+pub(crate) fn page_options(width: u32, height: u32) -> LaunchOptions {
+    LaunchOptions {
+        window: (width, height + 80),
+        ..LaunchOptions::default()
+    }
+}
+
+/// Waits for the page's first decoded frame, lets the jitter buffer and congestion control
+/// settle (2 s) and installs [`LAB_JS`].
+pub(crate) async fn instrument(page: &mut Chromium) -> anyhow::Result<()> {
     page.wait_for(
         "window.stratus && window.stratus.inspectFrame && (window.stratus.inspectFrame() || {}).frameId != null",
         Duration::from_secs(30),
@@ -150,7 +163,7 @@ pub(crate) async fn open_measured_page(
     page.eval(LAB_JS)
         .await
         .context("install the measuring script")?;
-    Ok(page)
+    Ok(())
 }
 
 /// The page's inbound video stats ([`INBOUND_VIDEO`]) at the start and the end of a span.

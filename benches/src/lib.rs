@@ -10,6 +10,9 @@
 //! - [`e2e`]: glass-to-glass and input-to-photon latency through a real client.
 //! - [`rtc_peer`]: a headless webrtc-rs player that counts frames without decoding them.
 //! - [`shaper`]: a userspace UDP relay that caps a player's downlink like `tc tbf`.
+//! - [`impair`]: the impairment lab: a relay that delays, jitters, loses, caps and blacks out
+//!   each direction, the scenarios R1–R10 and `stratus-bench impair`.
+//! - [`viewer`]: the native client's session and decoder, headless.
 //! - [`node`]: one node's capture→packet latency and how many 720p30 sessions it sustains.
 //!
 //! Boundary: nothing depends on this crate.
@@ -20,6 +23,7 @@ pub mod chromium;
 pub mod cpu;
 pub mod e2e;
 pub mod encode;
+pub mod impair;
 pub mod lab;
 pub mod labbench;
 pub mod native;
@@ -31,3 +35,4 @@ pub mod rtc_peer;
 pub mod shaper;
 pub mod signaling;
 pub mod stats;
+pub mod viewer;

@@ -5,6 +5,10 @@ use anyhow::Context;
 use benches::capture::{self as capture_bench, CaptureArgs};
 use benches::e2e::{self, E2eArgs};
 use benches::encode::{self, EncodeArgs};
+use benches::impair::{
+    self, bench as impair_bench,
+    bench::{Client, ImpairArgs},
+};
 use benches::labbench::sender::{self as lab_sender, SenderArgs, SenderKind};
 use benches::labbench::{self, Case, LabArgs};
 use benches::node::{self as node_bench, NodeArgs};
@@ -72,6 +76,35 @@ enum Bench {
         /// Only these cases (all by default).
         #[arg(long, value_enum, value_delimiter = ',')]
         cases: Vec<Case>,
+    },
+    /// The impairment lab: scenarios R1–R10 (loss, jitter, blackouts, capacity changes,
+    /// bufferbloat, impaired feedback, cross traffic) through a relay, for each client, with
+    /// the reference sender beside ours where asked.
+    Impair {
+        /// Scenarios, comma-separated, or `all`.
+        #[arg(long, default_value = "all", value_delimiter = ',')]
+        scenario: Vec<String>,
+        /// Receivers.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Client::Browser, Client::Native])]
+        clients: Vec<Client>,
+        /// Scenarios the reference sender also runs (into the browser); `none` for none.
+        #[arg(long, default_value = "R2,R3,R6,R7", value_delimiter = ',')]
+        reference: Vec<String>,
+        /// Frame size, `WIDTHxHEIGHT`.
+        #[arg(long, default_value = "1280x720")]
+        size: String,
+        /// Frames per second.
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        /// The senders' bitrate, kbit/s (our node's start and ceiling; the reference's rate).
+        #[arg(long, default_value_t = 4000)]
+        kbps: u32,
+        /// Every scenario's length in seconds (default: its own, 30 s; R7 100 s).
+        #[arg(long)]
+        seconds: Option<u32>,
+        /// Seed of the relay's randomness.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// (Internal) one of the lab's senders, in its own process.
     #[command(name = "lab-sender", hide = true)]
@@ -317,6 +350,47 @@ fn main() -> anyhow::Result<()> {
                 println!("{report}");
             } else {
                 print!("{}", labbench::table(&report));
+            }
+            return Ok(());
+        }
+        Bench::Impair {
+            scenario,
+            clients,
+            reference,
+            size,
+            fps,
+            kbps,
+            seconds,
+            seed,
+        } => {
+            let (width, height) = parse_size(&size)?;
+            let all = |v: Vec<String>| -> Vec<String> {
+                if v.iter().any(|s| s.eq_ignore_ascii_case("all")) {
+                    impair::scenario::ALL
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
+                } else {
+                    v.into_iter()
+                        .filter(|s| !s.eq_ignore_ascii_case("none"))
+                        .collect()
+                }
+            };
+            let report = impair_bench::run(&ImpairArgs {
+                scenarios: all(scenario),
+                clients,
+                reference: all(reference),
+                width,
+                height,
+                fps,
+                kbps,
+                seconds,
+                seed,
+            })?;
+            if cli.json {
+                println!("{report}");
+            } else {
+                print!("{}", impair_bench::table(&report));
             }
             return Ok(());
         }

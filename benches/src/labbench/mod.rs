@@ -319,14 +319,14 @@ pub fn table(report: &Value) -> String {
 }
 
 /// The lab's signaling service, stopped on drop.
-struct Signaling {
-    addr: SocketAddr,
-    shared: std::sync::Arc<ReplicaState>,
+pub(crate) struct Signaling {
+    pub(crate) addr: SocketAddr,
+    pub(crate) shared: std::sync::Arc<ReplicaState>,
     stop: watch::Sender<bool>,
 }
 
 impl Signaling {
-    async fn start() -> anyhow::Result<Signaling> {
+    pub(crate) async fn start() -> anyhow::Result<Signaling> {
         let service = Service::bind_with(SocketAddr::from(([127, 0, 0, 1], 0)), &Config::default())
             .await
             .context("start the signaling service")?;

@@ -44,9 +44,15 @@ const AUDIO_PEAK: &str = r#"(async () => {
 const INBOUND_AUDIO: &str = "window.stratus.pc.getStats().then(r => { let a = null; r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'audio') a = s; }); return a; })";
 
 async fn open(url: &str) -> Chromium {
-    let mut page = Chromium::launch(url, &LaunchOptions { window: (800, 600) })
-        .await
-        .expect("launch headless chromium");
+    let mut page = Chromium::launch(
+        url,
+        &LaunchOptions {
+            window: (800, 600),
+            ..LaunchOptions::default()
+        },
+    )
+    .await
+    .expect("launch headless chromium");
     page.wait_for(
         &format!("window.stratus && window.stratus.pc && ({INBOUND_VIDEO}).then(s => s && s.framesDecoded > 0)"),
         Duration::from_secs(60),
