@@ -41,9 +41,7 @@ pub struct PlayerOptions {
     /// Send all media through this relay (the node's candidates are redirected to it and the
     /// player's own are not sent, so the node only sees the relay).
     pub through: Option<Arc<crate::shaper::Shaper>>,
-    /// Ask for lost packets again (NACK). webrtc-rs's generator asks for every missing packet
-    /// every 100 ms for as long as it remembers them, which over a congested link is a storm of
-    /// retransmissions that starves new frames; a browser gives up and asks for a keyframe.
+    /// Ask for lost packets again (NACK, the client session's bounded requests).
     pub nack: bool,
 }
 

@@ -6,6 +6,7 @@
 //!   Its parts, each usable alone:
 //!   - [`session`]: the one client session (token, signaling, the webrtc-rs peer connection,
 //!     input out) that the native client, the checker and every test player use;
+//!   - [`recovery`]: the reorder buffer and bounded NACK in front of it (sans-IO);
 //!   - [`depacketize`]: H.264 RTP to Annex B access units (sans-IO);
 //!   - [`video`]: GStreamer decoding, hardware decoders probed first;
 //!   - [`audio`]: Opus decoding, level, playback;
@@ -30,5 +31,6 @@ pub mod http;
 pub mod input_map;
 pub mod latency_code;
 pub mod measure;
+pub mod recovery;
 pub mod session;
 pub mod video;

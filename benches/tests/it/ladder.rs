@@ -52,9 +52,8 @@ async fn a_capped_downlink_steps_the_stream_down_and_it_recovers_when_lifted() {
     let relay = Arc::new(Shaper::start(0).await.expect("start the relay"));
     let options = PlayerOptions {
         through: Some(relay.clone()),
-        // A browser stops asking for packets that are too old to matter and asks for a keyframe;
-        // webrtc-rs's generator asks again every 100 ms for all of them, and the retransmission
-        // storm over the capped link would starve new frames whatever the ladder did.
+        // The player counts packets and decodes nothing, so retransmissions would only take
+        // the capped link's capacity from the frames the test counts.
         nack: false,
         ..PlayerOptions::default()
     };

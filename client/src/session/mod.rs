@@ -10,11 +10,14 @@
 //!
 //! Video packets are depacketised ([`crate::depacketize`]) and whole access units handed to a
 //! [`MediaSink`]; audio payloads go to it as they arrive, and every RTP packet passes its
-//! [`MediaSink::rtp`] hook first. When a unit is lost the session asks the node for a keyframe
-//! (RTCP PLI, at most one per [`PLI_INTERVAL`]) instead of asking for every missing packet
-//! again: webrtc-rs's NACK generator repeats its requests every 100 ms, a storm that over a
-//! congested link starves new frames. Test players may switch NACK on and keyframe requests
-//! off ([`SessionOptions`]), and send the media through a relay ([`MediaRoute`]).
+//! [`MediaSink::rtp`] hook first. Video passes [`crate::recovery`] first: packets are put back
+//! in order, a missing one is asked for again (RTCP NACK) a bounded number of times, about a
+//! round trip apart, and given up when waiting longer would cost more than a keyframe; then
+//! the session asks the node for one (RTCP PLI, at most one per [`PLI_INTERVAL`]). (Not
+//! webrtc-rs's NACK generator: it repeats every request every 100 ms for as long as it
+//! remembers the packet, a storm that over a congested link starves new frames.) Test players
+//! may switch NACK and keyframe requests off ([`SessionOptions`]), and send the media through
+//! a relay ([`MediaRoute`]).
 
 mod input;
 mod negotiation;
@@ -79,7 +82,7 @@ pub struct SessionOptions {
     pub token: Option<String>,
     /// Receive the title's sound (a recvonly Opus transceiver). On by default.
     pub audio: bool,
-    /// Ask for lost packets again (NACK). Off by default (see the module docs).
+    /// Ask for lost packets again (NACK, bounded; see the module docs). On by default.
     pub nack: bool,
     /// Ask for a keyframe when a unit was lost or the sink asks. On by default.
     pub keyframe_requests: bool,
@@ -89,7 +92,7 @@ pub struct SessionOptions {
 
 impl SessionOptions {
     /// Options for `signaling` with the defaults: loopback candidates, 15 s steps, sound,
-    /// keyframe requests and no NACK.
+    /// NACK and keyframe requests.
     pub fn new(signaling: SocketAddr) -> Self {
         Self {
             signaling,
@@ -98,7 +101,7 @@ impl SessionOptions {
             step_timeout: Duration::from_secs(15),
             token: None,
             audio: true,
-            nack: false,
+            nack: true,
             keyframe_requests: true,
             route: None,
         }
@@ -148,6 +151,10 @@ pub struct SessionCounters {
     pub units: AtomicU64,
     /// Keyframe requests sent.
     pub keyframe_requests: AtomicU64,
+    /// Packets asked for again (NACK); each request counts.
+    pub nacked: AtomicU64,
+    /// Missing packets that arrived after all (reordered or retransmitted).
+    pub recovered: AtomicU64,
     /// Opus packets received.
     pub audio_packets: AtomicU64,
     /// Input datagrams sent.
@@ -166,6 +173,7 @@ struct SessionState {
     outbound: mpsc::UnboundedSender<ClientMsg>,
     mid: OnceLock<String>,
     keyframe_requests: bool,
+    nack: bool,
     route: Option<Arc<dyn MediaRoute>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Why the session ended, once it has.
@@ -252,6 +260,7 @@ impl Session {
             outbound: outbound.clone(),
             mid: OnceLock::new(),
             keyframe_requests: options.keyframe_requests,
+            nack: options.nack,
             route: options.route.clone(),
             tasks: Mutex::new(Vec::new()),
             ended: ended_tx,
