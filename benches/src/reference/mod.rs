@@ -419,6 +419,13 @@ fn note_age(
     );
 }
 
+/// Keeps a `webrtcbin`'s ICE agent (libnice) on 127.0.0.1, as the reference's own sessions
+/// are: for other test peers built on `webrtcbin` (a receiver, say) in a namespace holding only
+/// `lo`.
+pub fn restrict_to_loopback(webrtc: &gst::Element) {
+    loopback_only(webrtc);
+}
+
 /// Keeps libnice on loopback: the lab's packets never leave the machine, and in a namespace
 /// holding only `lo` libnice would otherwise find no address at all (it skips loopback).
 fn loopback_only(webrtc: &gst::Element) {

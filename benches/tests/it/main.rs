@@ -2,6 +2,7 @@
 //! the demo title on lavapipe, and Debian's headless Chromium, all on loopback.
 
 mod browser_client;
+mod cc_interop;
 mod drain;
 mod errors;
 mod first_light;

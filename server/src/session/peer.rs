@@ -1,11 +1,17 @@
 //! Building a WebRTC peer connection for one session: H.264 with NACK, PLI/FIR and TWCC, Opus,
 //! Google Congestion Control whose estimate the session reads, the playout-delay extension,
 //! and an interceptor that lets keyframe requests reach the application.
+//!
+//! One estimate drives both the encoder (through [`BitrateEstimate`]) and the pacer (at
+//! [`PACING_FACTOR`] times it), from the first packet: both start at the configured start rate.
+//! GCC leads once TWCC feedback arrives, and counts only the packets that carried a
+//! transport-wide sequence number; until then (and for good, with a player that sends none) the
+//! player's REMB or receiver reports do, through [`super::fallback`].
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rtc::ice::mdns::MulticastDnsMode;
@@ -24,11 +30,15 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
-    TYPE_RTCP_FB_TRANSPORT_CC,
+    TYPE_RTCP_FB_GOOG_REMB, TYPE_RTCP_FB_TRANSPORT_CC,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
+
+use super::fallback::{FALLBACK_SLOT, FallbackControl, SharedEstimate};
+use super::retransmit::{BudgetConfig, RETRANSMIT_SLOT, RetransmitFilter};
+use crate::metrics::SessionMetrics;
 
 /// The pacer sends at this multiple of the congestion estimate, as libwebrtc's does (its
 /// default pace multiplier). The encoder aims at the estimate, but keyframes, retransmissions,
@@ -39,33 +49,61 @@ pub const PACING_FACTOR: f64 = 2.5;
 pub(crate) use stream_formats::{H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, h264_codec, opus_codec};
 use stream_formats::{RTX_PAYLOAD_TYPE, register_stream_formats, rtx_codec};
 
-/// The congestion controller's latest target, published for the session to read.
+/// The congestion controller's latest target, published for the session to read: GCC's once
+/// TWCC feedback has arrived, the player's REMB or receiver reports' until then.
 #[derive(Debug, Clone)]
-pub struct BitrateEstimate(Arc<AtomicU64>);
+pub struct BitrateEstimate(Arc<SharedEstimate>);
 
 impl BitrateEstimate {
     /// The current target in bit/s.
     pub fn bits_per_second(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
+        self.0.bits_per_second()
+    }
+
+    /// An estimate that stays at `bits_per_second` (tests).
+    #[cfg(test)]
+    pub(crate) fn fixed(bits_per_second: f64) -> Self {
+        Self(Arc::new(SharedEstimate::new(bits_per_second)))
     }
 }
 
-/// Delegates to GCC and publishes its target after every update.
+/// Delegates to GCC, with only the packets that carried a TWCC number, and publishes its
+/// target after every update once TWCC feedback has arrived.
 struct ReportingEstimator {
     inner: Gcc,
-    target: Arc<AtomicU64>,
+    estimate: Arc<SharedEstimate>,
+}
+
+/// The reports GCC may read: those of packets that carried a transport-wide sequence number.
+///
+/// webrtc-rs's congestion controller records every packet of every local stream, TWCC number or
+/// not, and reports the ones feedback never named as lost once a later packet is acknowledged. A
+/// player that negotiates transport-cc on video only (`webrtcbin` with the extension in its video
+/// caps) never names our audio packets, and GCC read them as loss — 50 audio packets a second
+/// beside some 200 of video, about 20 % — and drove the estimate to the floor within seconds on
+/// a clean loopback. (RFC 8888 feedback, which names packets by their RTP sequence number, is not
+/// negotiated by the node.)
+fn twcc_only(reports: &[PacketReport]) -> Cow<'_, [PacketReport]> {
+    if reports.iter().all(|r| r.is_twcc) {
+        Cow::Borrowed(reports)
+    } else {
+        Cow::Owned(reports.iter().filter(|r| r.is_twcc).cloned().collect())
+    }
 }
 
 impl ReportingEstimator {
     fn publish(&self) {
-        self.target
-            .store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
+        self.estimate.publish_twcc(self.inner.target_bitrate());
     }
 }
 
 impl BandwidthEstimator for ReportingEstimator {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
-        self.inner.on_reports(now, reports);
+        let reports = twcc_only(reports);
+        if reports.is_empty() {
+            return;
+        }
+        self.inner.on_reports(now, &reports);
         self.publish();
     }
 
@@ -77,7 +115,11 @@ impl BandwidthEstimator for ReportingEstimator {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.inner.handle_timeout(now);
-        self.publish();
+        // Until TWCC feedback arrives the fallback publishes; GCC's untouched start rate must
+        // not overwrite it.
+        if self.estimate.twcc_in_charge() {
+            self.publish();
+        }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -159,7 +201,8 @@ pub struct RateBounds {
     pub max: f64,
 }
 
-/// Google Congestion Control on TWCC feedback, and a pacer that starts at the start rate.
+/// Google Congestion Control on TWCC feedback, the REMB / receiver-report fallback, and a pacer
+/// that starts at the start rate.
 ///
 /// What webrtc-rs's `configure_congestion_control` sets up, but for the pacer: that one starts
 /// at its default of 1 Mbit/s and follows the estimate only once the estimate *changes*. A
@@ -168,10 +211,22 @@ pub struct RateBounds {
 /// glass-to-glass, 11 fps) — and every session was paced at 1 Mbit/s until its first feedback.
 fn congestion_control(
     registry: Registry,
-    estimator: ReportingEstimator,
-    start_bps: f64,
+    rates: RateBounds,
+    estimate: &Arc<SharedEstimate>,
     media: &mut MediaEngine,
 ) -> Result<Registry, Error> {
+    let estimator = ReportingEstimator {
+        inner: Gcc::new(rates.start, rates.min, rates.max),
+        estimate: estimate.clone(),
+    };
+    // REMB is only ever about video; a player that does not offer it simply never sees it.
+    media.register_feedback(
+        RTCPFeedback {
+            typ: TYPE_RTCP_FB_GOOG_REMB.to_owned(),
+            parameter: String::new(),
+        },
+        RtpCodecKind::Video,
+    );
     for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
         media.register_feedback(
             RTCPFeedback {
@@ -193,10 +248,16 @@ fn congestion_control(
             Slot::CongestionControl,
             CongestionControlBuilder::new(estimator).build(),
         )
+        // Wire-ward of the pacer, so the rate it attaches to a REMB or receiver report reaches
+        // the pacer on the same packet; application-ward of GCC, so it knows whether TWCC leads.
+        .with(
+            Slot::from(FALLBACK_SLOT),
+            FallbackControl::new(rates, estimate.clone()),
+        )
         .with(
             Slot::Pacer,
             PacerBuilder::new()
-                .with_target_bitrate(start_bps * PACING_FACTOR)
+                .with_target_bitrate(rates.start * PACING_FACTOR)
                 .build(),
         )
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
@@ -208,6 +269,7 @@ pub async fn build_peer(
     ip: IpAddr,
     rates: RateBounds,
     handler: Arc<dyn PeerConnectionEventHandler>,
+    metrics: Arc<SessionMetrics>,
 ) -> Result<(Arc<dyn PeerConnection>, BitrateEstimate), Error> {
     let mut media = MediaEngine::default();
     register_stream_formats(&mut media, true)?;
@@ -221,16 +283,7 @@ pub async fn build_peer(
         RtpCodecKind::Video,
     )?;
 
-    let target = Arc::new(AtomicU64::new(rates.start.to_bits()));
-    let estimator = ReportingEstimator {
-        inner: Gcc::new(rates.start, rates.min, rates.max),
-        target: target.clone(),
-    };
-    let registry = congestion_control(Registry::new(), estimator, rates.start, &mut media)?;
-    // NACK and RTCP reports; not `register_default_interceptors`, whose TWCC receiver the
-    // congestion controller above already holds.
-    let registry = configure_rtcp_reports(configure_nack(registry, &mut media));
-    let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
+    let (registry, estimate) = interceptors(rates, &mut media, metrics)?;
 
     // A server has no use for mDNS: it publishes no `.local` names, and it neither queries nor
     // resolves a player's (a browser's mDNS host candidate reaches it as peer-reflexive), so
@@ -248,5 +301,36 @@ pub async fn build_peer(
         .with_udp_addrs(vec![format!("{ip}:0")])
         .build()
         .await?;
-    Ok((Arc::new(pc), BitrateEstimate(target)))
+    Ok((Arc::new(pc), estimate))
 }
+
+/// The session's interceptors — congestion control and its fallback, the pacer, NACK, RTCP
+/// reports, keyframe requests — with the feedback they need registered in `media`, and the
+/// estimate they publish.
+fn interceptors(
+    rates: RateBounds,
+    media: &mut MediaEngine,
+    metrics: Arc<SessionMetrics>,
+) -> Result<(Registry, BitrateEstimate), Error> {
+    let rates = RateBounds {
+        start: rates.start.clamp(rates.min, rates.max),
+        ..rates
+    };
+    let estimate = Arc::new(SharedEstimate::new(rates.start));
+    let registry = congestion_control(Registry::new(), rates, &estimate, media)?;
+    // NACK and RTCP reports; not `register_default_interceptors`, whose TWCC receiver the
+    // congestion controller above already holds.
+    let registry = configure_rtcp_reports(configure_nack(registry, media));
+    let estimate = BitrateEstimate(estimate);
+    // Between the pacer (3 000) and the NACK responder (4 000): it sees every packet the
+    // responder could resend and every NACK before the responder does.
+    let registry = registry.with(
+        Slot::from(RETRANSMIT_SLOT),
+        RetransmitFilter::new(BudgetConfig::default(), estimate.clone(), metrics),
+    );
+    let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
+    Ok((registry, estimate))
+}
+
+#[cfg(test)]
+mod tests;
