@@ -34,6 +34,13 @@ pub struct SessionMetrics {
     pub pli: AtomicU64,
     /// Keyframes actually forced (requests are merged to one per 300 ms).
     pub keyframes_forced: AtomicU64,
+    /// Packets resent for NACKs.
+    pub rtx_packets: AtomicU64,
+    /// Bytes resent for NACKs.
+    pub rtx_bytes: AtomicU64,
+    /// NACKed packets the retransmission budget refused (too old, resent enough, over its
+    /// share of the rate, forgotten).
+    pub rtx_refused: AtomicU64,
     /// Encoder target, kbit/s.
     pub bitrate_kbps: AtomicU64,
     /// Round-trip time to the player, µs (from RTCP).
@@ -232,7 +239,7 @@ impl NodeMetrics {
             load(&self.sessions_refused),
         );
         type Field = fn(&SessionMetrics) -> f64;
-        let gauges: [(&str, &str, &str, Field); 11] = [
+        let gauges: [(&str, &str, &str, Field); 13] = [
             (
                 "stratus_session_fps",
                 "gauge",
@@ -292,6 +299,18 @@ impl NodeMetrics {
                 "counter",
                 "Keyframes forced.",
                 |m| m.keyframes_forced.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "stratus_session_rtx_bytes_total",
+                "counter",
+                "Bytes resent for NACKs.",
+                |m| m.rtx_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "stratus_session_rtx_refused_total",
+                "counter",
+                "NACKed packets the retransmission budget refused.",
+                |m| m.rtx_refused.load(Ordering::Relaxed) as f64,
             ),
             (
                 "stratus_session_audio_packets_total",

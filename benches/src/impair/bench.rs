@@ -74,6 +74,9 @@ struct Outcome {
     begin_ms: f64,
     end_ms: f64,
     keyframes: u64,
+    /// Packets the receiver asked for again, and keyframes it asked for.
+    nacks: u64,
+    plis: u64,
     lost: Option<String>,
     relay: RelayReport,
 }
@@ -246,6 +249,8 @@ async fn browser(
         begin_ms,
         end_ms,
         keyframes: stats.delta("keyFramesDecoded").max(0.0) as u64,
+        nacks: stats.delta("nackCount").max(0.0) as u64,
+        plis: stats.delta("pliCount").max(0.0) as u64,
         lost: (state != "connected").then(|| format!("the peer connection is {state}")),
         relay: report,
     })
@@ -280,6 +285,15 @@ async fn native(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let keyframes = viewer.keyframes();
+    let counted = |v: &Viewer| {
+        let c = v.counters();
+        (
+            c.nacked.load(std::sync::atomic::Ordering::Relaxed),
+            c.keyframe_requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    let (nacks0, plis0) = counted(&viewer);
     let begin_ms = client::measure::epoch_ms_now();
     relay.begin(scenario);
     tokio::time::sleep(scenario.length).await;
@@ -291,12 +305,15 @@ async fn native(
             .then(|| format!("the peer connection is {}", viewer.state()))
     });
     let keyframes = viewer.keyframes() - keyframes;
+    let (nacks, plis) = counted(&viewer);
     viewer.close().await;
     Ok(Outcome {
         frames,
         begin_ms,
         end_ms,
         keyframes,
+        nacks: nacks - nacks0,
+        plis: plis - plis0,
         lost,
         relay: report,
     })
@@ -393,6 +410,8 @@ fn row(scenario: &Scenario, kind: SenderKind, client: Client, o: &Outcome) -> Va
         "fec_pct": round1(o.relay.fec_bytes as f64 / media * 100.0),
         "media_share_pct": opt(media_share_pct),
         "keyframes": o.keyframes,
+        "nacks_sent": o.nacks,
+        "keyframe_requests": o.plis,
         "dropped_by_path": o.relay.down.lost + o.relay.down.queue_full + o.relay.down.blackout,
         "session_lost": o.lost,
     })
@@ -471,7 +490,7 @@ fn judge(r: &Value, clean_p95: Option<f64>) -> (String, Option<bool>) {
 
 fn one_line(r: &Value) -> String {
     format!(
-        "{} {} {}: {} fps, {} freezes ({} ms, longest {} ms), g2g p50/p95 {}/{} ms, recover {}, rate error {} %, queue p95 {} ms, {} kbit/s sent, rtx {} %, {} keyframes{}",
+        "{} {} {}: {} fps, {} freezes ({} ms, longest {} ms), g2g p50/p95 {}/{} ms, recover {}, rate error {} %, queue p95 {} ms, {} kbit/s sent, rtx {} %, {} keyframes, {} NACKed, {} PLIs{}",
         r["scenario"].as_str().unwrap_or(""),
         r["client"].as_str().unwrap_or(""),
         r["sender"].as_str().unwrap_or(""),
@@ -487,6 +506,8 @@ fn one_line(r: &Value) -> String {
         r["sent_kbps"],
         r["rtx_pct"],
         r["keyframes"],
+        r["nacks_sent"],
+        r["keyframe_requests"],
         r["session_lost"]
             .as_str()
             .map(|l| format!(", LOST: {l}"))

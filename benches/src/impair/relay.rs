@@ -78,7 +78,9 @@ impl PayloadTypes {
         out
     }
 
-    /// The kind of `packet` (RFC 7983 demultiplexing, then the payload type).
+    /// The kind of `packet` (RFC 7983 demultiplexing, then the payload type). A
+    /// retransmission sent on the media stream itself (no RTX negotiated) looks like media here;
+    /// [`Resends`] tells those apart.
     pub fn classify(&self, packet: &[u8]) -> Kind {
         if packet.len() < 12 || !(128..=191).contains(&packet[0]) {
             return Kind::Control;
@@ -95,6 +97,30 @@ impl PayloadTypes {
         } else {
             Kind::Media
         }
+    }
+}
+
+/// Recognises a media packet seen before (the same SSRC and sequence number): a retransmission
+/// on the media stream itself, as a sender without RTX sends them.
+#[derive(Debug, Default)]
+pub struct Resends {
+    /// Per SSRC, the sequence number (+1) last seen in each of 4096 slots.
+    seen: std::collections::HashMap<u32, Vec<u32>>,
+}
+
+impl Resends {
+    /// True when this RTP packet's SSRC and sequence number came before.
+    pub fn repeated(&mut self, packet: &[u8]) -> bool {
+        if packet.len() < 12 {
+            return false;
+        }
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        let slots = self.seen.entry(ssrc).or_insert_with(|| vec![0; 4096]);
+        let slot = &mut slots[usize::from(seq) % 4096];
+        let repeated = *slot == u32::from(seq) + 1;
+        *slot = u32::from(seq) + 1;
+        repeated
     }
 }
 
@@ -153,6 +179,7 @@ struct Inner {
     node: Option<SocketAddr>,
     player: Option<SocketAddr>,
     types: PayloadTypes,
+    resends: Resends,
     /// The scenario in force and when it began.
     running: Option<(Scenario, Instant)>,
     /// Its events not yet applied, and blackouts to lift.
@@ -284,6 +311,7 @@ impl Relay {
             node: None,
             player: None,
             types: PayloadTypes::default(),
+            resends: Resends::default(),
             running: None,
             pending: VecDeque::new(),
             lifts: Vec::new(),
@@ -451,8 +479,11 @@ async fn run(a: UdpSocket, b: UdpSocket, inner: Arc<Mutex<Inner>>) {
                     let mut s = lock();
                     s.apply(now);
                     let packet = &from_node[..n];
+                    let mut kind = s.types.classify(packet);
+                    if kind == Kind::Media && s.resends.repeated(packet) {
+                        kind = Kind::Rtx;
+                    }
                     if let Some(i) = s.bin(now) {
-                        let kind = s.types.classify(packet);
                         let report = &mut s.report;
                         Inner::add(&mut report.sent_bins, i, n as u64);
                         match kind {
@@ -571,6 +602,14 @@ mod tests {
             Kind::Control
         );
         assert_eq!(t.classify(&[22; 20]), Kind::Control);
+        // A resend on the media stream itself is recognised by its repeated sequence number.
+        let mut r = Resends::default();
+        let first = rtp(102);
+        assert!(!r.repeated(&first));
+        let mut next = first.clone();
+        next[3] = 1;
+        assert!(!r.repeated(&next));
+        assert!(r.repeated(&first));
     }
 
     /// Two sockets talking through the relay: clean, then a blackout drops both directions,

@@ -7,8 +7,10 @@
 //! core what happens and carries out what the core says.
 
 pub mod control;
+pub(crate) mod fallback;
 mod negotiate;
 pub(crate) mod peer;
+pub mod retransmit;
 mod start;
 
 use std::net::IpAddr;
@@ -153,7 +155,7 @@ async fn run_inner(
         max: v.max_kbps as f64 * 1000.0,
     };
     let handler: Arc<dyn PeerConnectionEventHandler> = Arc::new(PeerEvents(ev_tx));
-    let (pc, estimate) = peer::build_peer(params.rtc_ip, rates, handler)
+    let (pc, estimate) = peer::build_peer(params.rtc_ip, rates, handler, params.metrics.clone())
         .await
         .map_err(|e| format!("cannot create the peer connection: {e}"))?;
     let negotiated = negotiate::negotiate(
