@@ -10,6 +10,7 @@ pub mod control;
 pub(crate) mod fallback;
 mod negotiate;
 pub(crate) mod peer;
+pub mod queue_guard;
 pub mod retransmit;
 mod start;
 

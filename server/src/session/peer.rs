@@ -37,6 +37,7 @@ use rtc::shared::error::Error;
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
 
 use super::fallback::{FALLBACK_SLOT, FallbackControl, SharedEstimate};
+use super::queue_guard::QueueGuard;
 use super::retransmit::{BudgetConfig, RETRANSMIT_SLOT, RetransmitFilter};
 use crate::metrics::SessionMetrics;
 
@@ -71,6 +72,8 @@ impl BitrateEstimate {
 /// target after every update once TWCC feedback has arrived.
 struct ReportingEstimator {
     inner: Gcc,
+    /// Caps GCC's target while the path holds a standing queue.
+    guard: QueueGuard,
     estimate: Arc<SharedEstimate>,
 }
 
@@ -92,8 +95,13 @@ fn twcc_only(reports: &[PacketReport]) -> Cow<'_, [PacketReport]> {
 }
 
 impl ReportingEstimator {
+    /// GCC's target as the queue guard lets it through.
+    fn target(&self) -> f64 {
+        self.guard.limit(self.inner.target_bitrate())
+    }
+
     fn publish(&self) {
-        self.estimate.publish_twcc(self.inner.target_bitrate());
+        self.estimate.publish_twcc(self.target());
     }
 }
 
@@ -104,13 +112,15 @@ impl BandwidthEstimator for ReportingEstimator {
             return;
         }
         self.inner.on_reports(now, &reports);
+        self.guard
+            .on_reports(now, &reports, self.inner.target_bitrate());
         self.publish();
     }
 
     /// What the congestion controller hands the pacer: the estimate times [`PACING_FACTOR`].
     /// (The encoder follows the estimate itself, through [`BitrateEstimate`].)
     fn target_bitrate(&self) -> f64 {
-        self.inner.target_bitrate() * PACING_FACTOR
+        self.target() * PACING_FACTOR
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -217,6 +227,7 @@ fn congestion_control(
 ) -> Result<Registry, Error> {
     let estimator = ReportingEstimator {
         inner: Gcc::new(rates.start, rates.min, rates.max),
+        guard: QueueGuard::new(),
         estimate: estimate.clone(),
     };
     // REMB is only ever about video; a player that does not offer it simply never sees it.

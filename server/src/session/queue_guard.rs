@@ -1,0 +1,243 @@
+//! A standing-queue guard beside GCC: it caps the estimate when the path holds a queue.
+//!
+//! GCC's delay half reacts to a queue that is *growing* (the delay gradient). A bottleneck with
+//! a deep drop-tail buffer (bufferbloat: RFC 8867 §5.1's 300 ms queue, a cable modem) fills,
+//! then stays full: the delay stops growing, GCC reads "normal" and keeps increasing, and only
+//! the tail drops tell it anything. The impairment lab measured exactly that — the estimate
+//! climbing 0.7 → 3.8 Mbit/s over a 2 Mbit/s link whose 300 ms queue stayed full, every frame
+//! 300 ms late. libwebrtc avoids the worst of it by never probing far above what was received;
+//! this guard looks at the queue itself:
+//!
+//! - each TWCC report gives a packet's one-way delay up to an unknown constant (arrival at the
+//!   receiver minus departure here); the smallest seen over [`BASE_WINDOW`] is the path's own
+//!   delay, and a packet's delay above it is queueing;
+//! - when even the *least* delayed packet of a feedback batch waited more than [`QUEUE_LIMIT`]
+//!   (a standing queue — jitter raises some packets' delay, never all of them), the cap falls to
+//!   [`DECREASE`] × the rate the receiver got, at most once per [`INTERVAL`], so the queue
+//!   drains;
+//! - with the queue under half the limit the cap grows by [`INCREASE`] per interval, and it is
+//!   lifted once it is far above GCC's own target.
+//!
+//! Sans-IO: time and reports are arguments.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::PacketReport;
+
+/// A batch whose least delayed packet queued longer than this means a standing queue.
+pub const QUEUE_LIMIT: Duration = Duration::from_millis(60);
+/// How long the path's own delay is remembered (its minimum over this window).
+pub const BASE_WINDOW: Duration = Duration::from_secs(30);
+/// At most one change per this.
+pub const INTERVAL: Duration = Duration::from_millis(200);
+/// On a standing queue the cap becomes this × the received rate.
+pub const DECREASE: f64 = 0.85;
+/// With the queue drained the cap grows by this per interval.
+pub const INCREASE: f64 = 1.05;
+/// The window the received rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct QueueGuard {
+    /// A fixed departure instant every delay is measured against.
+    epoch: Option<Instant>,
+    /// Per second of feedback, the smallest one-way delay seen (s, up to a constant).
+    minima: VecDeque<(Instant, f64)>,
+    /// Bytes received, by when they were reported.
+    received: VecDeque<(Instant, usize)>,
+    received_bytes: usize,
+    cap: Option<f64>,
+    last_change: Option<Instant>,
+}
+
+impl Default for QueueGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QueueGuard {
+    /// A guard with no cap.
+    pub fn new() -> Self {
+        Self {
+            epoch: None,
+            minima: VecDeque::new(),
+            received: VecDeque::new(),
+            received_bytes: 0,
+            cap: None,
+            last_change: None,
+        }
+    }
+
+    /// The cap in force, bit/s.
+    pub fn cap(&self) -> Option<f64> {
+        self.cap
+    }
+
+    /// The path's own one-way delay (up to the constant) as remembered.
+    fn base(&self) -> Option<f64> {
+        self.minima.iter().map(|(_, d)| *d).reduce(f64::min)
+    }
+
+    /// One feedback batch at `now`; `target` is GCC's current target. Returns the cap.
+    pub fn on_reports(
+        &mut self,
+        now: Instant,
+        reports: &[PacketReport],
+        target: f64,
+    ) -> Option<f64> {
+        let epoch = *self
+            .epoch
+            .get_or_insert_with(|| reports.first().map_or(now, |r| r.departure));
+        let delays: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| {
+                let arrival = r.arrival?;
+                let sent = r.departure.checked_duration_since(epoch)?;
+                Some(arrival.as_secs_f64() - sent.as_secs_f64())
+            })
+            .collect();
+        for r in reports.iter().filter(|r| r.arrived) {
+            self.received.push_back((now, r.size));
+            self.received_bytes += r.size;
+        }
+        while self
+            .received
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= RATE_WINDOW)
+        {
+            if let Some((_, n)) = self.received.pop_front() {
+                self.received_bytes -= n;
+            }
+        }
+        let Some(least) = delays.iter().copied().reduce(f64::min) else {
+            return self.cap;
+        };
+        // Remember the minimum per second, for the window.
+        match self.minima.back_mut() {
+            Some((t, d)) if now.saturating_duration_since(*t) < Duration::from_secs(1) => {
+                *d = d.min(least);
+            }
+            _ => self.minima.push_back((now, least)),
+        }
+        while self
+            .minima
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > BASE_WINDOW)
+        {
+            self.minima.pop_front();
+        }
+        let Some(base) = self.base() else {
+            return self.cap;
+        };
+        if self
+            .last_change
+            .is_some_and(|t| now.saturating_duration_since(t) < INTERVAL)
+        {
+            return self.cap;
+        }
+        let queued = least - base;
+        let received = self.received_bytes as f64 * 8.0 / RATE_WINDOW.as_secs_f64();
+        if queued > QUEUE_LIMIT.as_secs_f64() && received > 0.0 {
+            let cut = DECREASE * received;
+            self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
+            self.last_change = Some(now);
+        } else if queued < QUEUE_LIMIT.as_secs_f64() / 2.0
+            && let Some(cap) = self.cap
+        {
+            let grown = cap * INCREASE;
+            // Far above what GCC wants: the guard has nothing left to say.
+            self.cap = (grown < 2.0 * target).then_some(grown);
+            self.last_change = Some(now);
+        }
+        self.cap
+    }
+
+    /// `target` as the guard lets it through.
+    pub fn limit(&self, target: f64) -> f64 {
+        self.cap.map_or(target, |c| target.min(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch of `n` 1200-byte packets sent 1 ms apart from `sent`, each arriving `owd(i)`
+    /// later on the receiver's clock (which starts 5 s off ours).
+    fn batch(t0: Instant, sent: Duration, n: u64, owd: impl Fn(u64) -> f64) -> Vec<PacketReport> {
+        (0..n)
+            .map(|i| {
+                let departure = t0 + sent + Duration::from_millis(i);
+                let at = (sent + Duration::from_millis(i)).as_secs_f64() + 5.0 + owd(i);
+                PacketReport {
+                    ssrc: 1,
+                    id: i,
+                    rtp_sequence_number: i as u16,
+                    is_twcc: true,
+                    twcc_sequence_number: i as u16,
+                    size: 1200,
+                    arrived: true,
+                    departure,
+                    arrival: Some(Duration::from_secs_f64(at)),
+                    ecn: Default::default(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_or_jittery_path_is_never_capped() {
+        let t0 = Instant::now();
+        let mut g = QueueGuard::new();
+        for k in 0..50u64 {
+            let sent = Duration::from_millis(100 * k);
+            // 50 ms ± 20 ms of jitter: some packets are delayed, never all of a batch.
+            let reports = batch(t0, sent, 20, |i| 0.05 + if i % 3 == 0 { 0.0 } else { 0.04 });
+            assert_eq!(
+                g.on_reports(t0 + sent + Duration::from_millis(120), &reports, 4e6),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn a_standing_queue_caps_the_rate_until_it_drains() {
+        let t0 = Instant::now();
+        let mut g = QueueGuard::new();
+        let at = |k: u64| Duration::from_millis(100 * k);
+        // Two seconds clean at 40 ms.
+        for k in 0..20 {
+            g.on_reports(
+                t0 + at(k) + Duration::from_millis(100),
+                &batch(t0, at(k), 20, |_| 0.04),
+                4e6,
+            );
+        }
+        assert_eq!(g.cap(), None);
+        // Then a 300 ms standing queue: capped under what was received.
+        let mut capped = None;
+        for k in 20..30 {
+            capped = g.on_reports(
+                t0 + at(k) + Duration::from_millis(100),
+                &batch(t0, at(k), 20, |_| 0.34),
+                4e6,
+            );
+        }
+        let cap = capped.expect("capped");
+        // 20 packets of 1200 bytes per 100 ms are 1.92 Mbit/s.
+        assert!(cap <= 0.85 * 1.92e6 + 1.0, "{cap}");
+        assert!(g.limit(4e6) <= cap);
+        // The queue drains: the cap grows, then is lifted once far above GCC's target.
+        for k in 30..200 {
+            g.on_reports(
+                t0 + at(k) + Duration::from_millis(100),
+                &batch(t0, at(k), 20, |_| 0.04),
+                2e6,
+            );
+        }
+        assert_eq!(g.cap(), None);
+    }
+}
