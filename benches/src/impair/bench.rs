@@ -135,6 +135,9 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<Value> {
                     )
                 })?;
             let row = row(&scenario, sender, client, &outcome);
+            if let Some(dir) = std::env::var_os("STRATUS_IMPAIR_TRACE") {
+                trace(std::path::Path::new(&dir), &row, &outcome);
+            }
             eprintln!("impair: {}", one_line(&row));
             rows.push(row);
         }
@@ -317,6 +320,39 @@ async fn native(
         lost,
         relay: report,
     })
+}
+
+/// Writes a run's timeline (per 100 ms: kbit/s sent, the longest delay given, capacity) and
+/// its frames to `dir`, for looking into a run.
+fn trace(dir: &std::path::Path, row: &Value, o: &Outcome) {
+    let name = format!(
+        "{}-{}-{}",
+        row["scenario"].as_str().unwrap_or(""),
+        row["sender"].as_str().unwrap_or(""),
+        row["client"].as_str().unwrap_or("")
+    );
+    let bins: Vec<Value> = o
+        .relay
+        .sent_bins
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            json!([
+                i as f64 / 10.0,
+                *b as f64 * 8.0 / 100.0,
+                o.relay.delay_bins.get(i).copied().unwrap_or(0.0)
+            ])
+        })
+        .collect();
+    let frames: Vec<Value> = o
+        .frames
+        .iter()
+        .filter(|f| f.at_ms >= o.begin_ms)
+        .map(|f| json!([f.at_ms - o.begin_ms, f.made_ms.map(|m| f.at_ms - m)]))
+        .collect();
+    let text = json!({ "row": row, "bins_s_kbps_delayms": bins, "frames_at_g2g": frames });
+    let _ = std::fs::create_dir_all(dir);
+    let _ = std::fs::write(dir.join(format!("{name}.json")), text.to_string());
 }
 
 fn round1(v: f64) -> f64 {

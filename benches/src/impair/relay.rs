@@ -133,6 +133,9 @@ pub struct RelayReport {
     pub delivered_bins: Vec<u64>,
     /// Cross-traffic bytes delivered per [`BIN`].
     pub cross_bins: Vec<u64>,
+    /// The longest one-way delay (queue, propagation and jitter) a node packet was given in
+    /// each [`BIN`], ms.
+    pub delay_bins: Vec<f64>,
     /// Bytes the node sent by kind: media, RTX, FEC.
     pub media_bytes: u64,
     /// RTX bytes.
@@ -493,7 +496,15 @@ async fn run(a: UdpSocket, b: UdpSocket, inner: Arc<Mutex<Inner>>) {
                             Kind::Control => {}
                         }
                     }
-                    s.down.send(now, packet.to_vec());
+                    let fate = s.down.send(now, packet.to_vec());
+                    if let (Fate::Delivered(at), Some(i)) = (fate, s.bin(now)) {
+                        let wait = at.saturating_duration_since(now).as_secs_f64() * 1000.0;
+                        let bins = &mut s.report.delay_bins;
+                        if bins.len() <= i {
+                            bins.resize(i + 1, 0.0);
+                        }
+                        bins[i] = bins[i].max(wait);
+                    }
                 }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}

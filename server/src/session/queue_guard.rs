@@ -13,8 +13,9 @@
 //!   delay, and a packet's delay above it is queueing;
 //! - when even the *least* delayed packet of a feedback batch waited more than [`QUEUE_LIMIT`]
 //!   (a standing queue — jitter raises some packets' delay, never all of them), the cap falls to
-//!   [`DECREASE`] × the rate the receiver got, at most once per [`INTERVAL`], so the queue
-//!   drains;
+//!   [`DECREASE`] × the rate the receiver got, so the queue drains; it is not cut again while
+//!   the queue is draining — only when, a drain time after the cut, the queue has not shrunk
+//!   (cutting every interval while a deep queue drains would drive the rate to the floor);
 //! - with the queue under half the limit the cap grows by [`INCREASE`] per interval, and it is
 //!   lifted once it is far above GCC's own target.
 //!
@@ -27,8 +28,10 @@ use rtc::interceptor::PacketReport;
 
 /// A batch whose least delayed packet queued longer than this means a standing queue.
 pub const QUEUE_LIMIT: Duration = Duration::from_millis(60);
-/// How long the path's own delay is remembered (its minimum over this window).
-pub const BASE_WINDOW: Duration = Duration::from_secs(30);
+/// How long the path's own delay is remembered (its minimum over this window): long enough to
+/// see the path empty between bursts, short enough that a route whose delay grew is learnt
+/// again within seconds rather than read as a queue for good.
+pub const BASE_WINDOW: Duration = Duration::from_secs(10);
 /// At most one change per this.
 pub const INTERVAL: Duration = Duration::from_millis(200);
 /// On a standing queue the cap becomes this × the received rate.
@@ -50,6 +53,8 @@ pub struct QueueGuard {
     received_bytes: usize,
     cap: Option<f64>,
     last_change: Option<Instant>,
+    /// The last cut: when, and the queue (s) it saw.
+    last_cut: Option<(Instant, f64)>,
 }
 
 impl Default for QueueGuard {
@@ -68,6 +73,7 @@ impl QueueGuard {
             received_bytes: 0,
             cap: None,
             last_change: None,
+            last_cut: None,
         }
     }
 
@@ -140,13 +146,23 @@ impl QueueGuard {
         }
         let queued = least - base;
         let received = self.received_bytes as f64 * 8.0 / RATE_WINDOW.as_secs_f64();
-        if queued > QUEUE_LIMIT.as_secs_f64() && received > 0.0 {
-            let cut = DECREASE * received;
-            self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
-            self.last_change = Some(now);
+        if queued > QUEUE_LIMIT.as_secs_f64() {
+            // Again only if the queue did not shrink in the time it takes to drain.
+            let may_cut = self.last_cut.is_none_or(|(t, q)| {
+                now.saturating_duration_since(t) >= INTERVAL + Duration::from_secs_f64(q)
+                    && queued >= 0.9 * q
+            });
+            if may_cut && received > 0.0 {
+                let cut = DECREASE * received;
+                self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
+                self.last_change = Some(now);
+                self.last_cut = Some((now, queued));
+            }
         } else if queued < QUEUE_LIMIT.as_secs_f64() / 2.0
             && let Some(cap) = self.cap
         {
+            // Drained: the next queue is a new episode.
+            self.last_cut = None;
             let grown = cap * INCREASE;
             // Far above what GCC wants: the guard has nothing left to say.
             self.cap = (grown < 2.0 * target).then_some(grown);
@@ -230,6 +246,8 @@ mod tests {
         // 20 packets of 1200 bytes per 100 ms are 1.92 Mbit/s.
         assert!(cap <= 0.85 * 1.92e6 + 1.0, "{cap}");
         assert!(g.limit(4e6) <= cap);
+        // It was cut once and held while the queue drains.
+        assert!(cap > 0.8 * 1.92e6 * 0.85, "cut more than once: {cap}");
         // The queue drains: the cap grows, then is lifted once far above GCC's target.
         for k in 30..200 {
             g.on_reports(
@@ -239,5 +257,13 @@ mod tests {
             );
         }
         assert_eq!(g.cap(), None);
+        // A new queue, smaller than the first, is cut at once: the last episode is forgotten.
+        let k = 200;
+        let cut = g.on_reports(
+            t0 + at(k) + Duration::from_millis(100),
+            &batch(t0, at(k), 20, |_| 0.12),
+            2e6,
+        );
+        assert!(cut.is_some(), "a second standing queue was not cut");
     }
 }
