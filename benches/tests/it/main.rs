@@ -4,6 +4,7 @@
 mod browser_client;
 mod cc_interop;
 mod drain;
+mod impair;
 mod errors;
 mod first_light;
 mod input_demo;
