@@ -90,6 +90,9 @@ enum Bench {
         /// Scenarios the reference sender also runs (into the browser); `none` for none.
         #[arg(long, default_value = "R2,R3,R6,R7", value_delimiter = ',')]
         reference: Vec<String>,
+        /// Only the reference sender's rows (not our node's).
+        #[arg(long)]
+        only_reference: bool,
         /// Frame size, `WIDTHxHEIGHT`.
         #[arg(long, default_value = "1280x720")]
         size: String,
@@ -357,6 +360,7 @@ fn main() -> anyhow::Result<()> {
             scenario,
             clients,
             reference,
+            only_reference,
             size,
             fps,
             kbps,
@@ -380,6 +384,7 @@ fn main() -> anyhow::Result<()> {
                 scenarios: all(scenario),
                 clients,
                 reference: all(reference),
+                stratus: !only_reference,
                 width,
                 height,
                 fps,

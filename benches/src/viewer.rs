@@ -131,6 +131,21 @@ impl Viewer {
         &self.counters
     }
 
+    /// Refreshes the round trip the loss recovery uses, as the native client does every second.
+    pub async fn refresh_rtt(&self) {
+        self.session.refresh_rtt().await;
+    }
+
+    /// Plays for `span`, refreshing the round trip every second as the native client does.
+    pub async fn play_for(&self, span: Duration) {
+        let end = tokio::time::Instant::now() + span;
+        while tokio::time::Instant::now() < end {
+            self.refresh_rtt().await;
+            tokio::time::sleep_until(end.min(tokio::time::Instant::now() + Duration::from_secs(1)))
+                .await;
+        }
+    }
+
     /// The peer connection's state.
     pub fn state(&self) -> RTCPeerConnectionState {
         self.session.state()

@@ -76,6 +76,9 @@ struct Missing {
     last_nack: Option<Instant>,
 }
 
+/// The longest a first request waits for a reordered packet.
+const MAX_REORDER_WAIT: Duration = Duration::from_millis(60);
+
 /// See the module docs. `T` is the packet.
 #[derive(Debug)]
 pub struct Recovery<T> {
@@ -88,6 +91,12 @@ pub struct Recovery<T> {
     missing: BTreeMap<u64, Missing>,
     out: VecDeque<Output<T>>,
     rtt: Duration,
+    /// The round trip came from [`Recovery::set_rtt`] (else it is learnt from answers).
+    rtt_given: bool,
+    /// How late reordered packets have come (decaying maximum): a missing packet is first
+    /// asked for only after this, so a path that reorders does not cost a retransmission per
+    /// overtaken packet.
+    reorder_wait: Duration,
     stats: RecoveryStats,
 }
 
@@ -102,6 +111,8 @@ impl<T> Recovery<T> {
             missing: BTreeMap::new(),
             out: VecDeque::new(),
             rtt: config.initial_rtt,
+            rtt_given: false,
+            reorder_wait: Duration::ZERO,
             stats: RecoveryStats::default(),
         }
     }
@@ -111,9 +122,19 @@ impl<T> Recovery<T> {
         self.stats
     }
 
-    /// The round trip as learnt so far.
+    /// The round trip in use.
     pub fn rtt(&self) -> Duration {
         self.rtt
+    }
+
+    /// The round trip as measured elsewhere (ICE, RTCP): used from now on instead of learning
+    /// it from the requests' answers, and it tells a retransmission from a packet that was only
+    /// overtaken (one that comes back sooner than half a round trip after its request).
+    pub fn set_rtt(&mut self, rtt: Duration) {
+        if !rtt.is_zero() {
+            self.rtt = rtt;
+            self.rtt_given = true;
+        }
     }
 
     /// `seq` as an extended number near the highest seen.
@@ -140,10 +161,23 @@ impl<T> Recovery<T> {
         }
         if let Some(m) = self.missing.remove(&ext) {
             self.stats.recovered += 1;
-            if let Some(asked) = m.last_nack {
-                // The first answer to the latest request is one round trip.
-                let sample = now.saturating_duration_since(asked);
-                self.rtt = (self.rtt * 7 + sample) / 8;
+            match m.last_nack {
+                // The first answer to the latest request is one round trip — unless it came
+                // sooner than any answer could (the round trip is known from elsewhere).
+                Some(asked)
+                    if !self.rtt_given || now.saturating_duration_since(asked) >= self.rtt / 2 =>
+                {
+                    if !self.rtt_given {
+                        let sample = now.saturating_duration_since(asked);
+                        self.rtt = (self.rtt * 7 + sample) / 8;
+                    }
+                }
+                // Never asked for, or back too soon to be an answer: it was overtaken, and came
+                // this late.
+                _ => {
+                    let late = now.saturating_duration_since(m.since).min(MAX_REORDER_WAIT);
+                    self.reorder_wait = self.reorder_wait.max(late);
+                }
             }
         }
         let highest = self.highest.unwrap_or(ext);
@@ -216,13 +250,19 @@ impl<T> Recovery<T> {
     fn request(&mut self, now: Instant) {
         let retry = self.retry();
         let max = self.config.max_nacks;
+        let wait = self.reorder_wait;
+        // The estimate of how late overtaken packets come decays, so one odd packet does not
+        // delay every request for good.
+        self.reorder_wait = self.reorder_wait.mul_f64(0.999);
         let due: Vec<u16> = self
             .missing
             .iter_mut()
             .filter(|(_, m)| {
                 m.nacks < max
-                    && m.last_nack
-                        .is_none_or(|t| now.saturating_duration_since(t) >= retry)
+                    && match m.last_nack {
+                        None => now.saturating_duration_since(m.since) >= wait,
+                        Some(t) => now.saturating_duration_since(t) >= retry,
+                    }
             })
             .map(|(s, m)| {
                 m.nacks += 1;
@@ -265,11 +305,12 @@ impl<T> Recovery<T> {
         let retry = self.retry();
         let max = self.config.max_nacks;
         let give_up = self.give_up_at();
+        let wait = self.reorder_wait;
         let repeat = self
             .missing
             .values()
             .filter(|m| m.nacks < max)
-            .filter_map(|m| m.last_nack.map(|t| t + retry))
+            .map(|m| m.last_nack.map_or(m.since + wait, |t| t + retry))
             .min();
         [give_up, repeat].into_iter().flatten().min()
     }
@@ -367,6 +408,26 @@ mod tests {
         // The packet coming after all is late.
         r.push(2, now + ms(1), 2);
         assert_eq!(drain(&mut r).0, Vec::<u16>::new());
+    }
+
+    #[test]
+    fn a_path_that_reorders_is_given_time_before_a_request() {
+        let t0 = Instant::now();
+        let mut r = Recovery::new(RecoveryConfig::default());
+        r.set_rtt(ms(80));
+        r.push(1, t0, 1);
+        r.push(3, t0, 3);
+        // Asked for at once: no reordering seen yet. It was only overtaken, 20 ms late.
+        assert_eq!(drain(&mut r).1, vec![vec![2]]);
+        r.push(2, t0 + ms(20), 2);
+        drain(&mut r);
+        // Now a gap waits about that long before its first request.
+        r.push(5, t0 + ms(30), 5);
+        assert!(drain(&mut r).1.is_empty(), "asked for at once");
+        let at = r.poll_timeout().expect("a timer");
+        assert!(at >= t0 + ms(49) && at <= t0 + ms(50), "{:?}", at - t0);
+        r.handle_timeout(at);
+        assert_eq!(drain(&mut r).1, vec![vec![4]]);
     }
 
     #[test]

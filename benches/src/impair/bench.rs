@@ -53,6 +53,8 @@ pub struct ImpairArgs {
     pub clients: Vec<Client>,
     /// Scenarios the reference sender runs too (into the browser).
     pub reference: Vec<String>,
+    /// Run our node too (false: only the reference's rows).
+    pub stratus: bool,
     /// Frame width.
     pub width: u32,
     /// Frame height.
@@ -100,6 +102,7 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<Value> {
         let mut runs: Vec<(SenderKind, Client)> = args
             .clients
             .iter()
+            .filter(|_| args.stratus)
             .map(|c| (SenderKind::Stratus, *c))
             .collect();
         if args
@@ -286,7 +289,7 @@ async fn native(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    viewer.play_for(Duration::from_secs(2)).await;
     let keyframes = viewer.keyframes();
     let counted = |v: &Viewer| {
         let c = v.counters();
@@ -299,7 +302,7 @@ async fn native(
     let (nacks0, plis0) = counted(&viewer);
     let begin_ms = client::measure::epoch_ms_now();
     relay.begin(scenario);
-    tokio::time::sleep(scenario.length).await;
+    viewer.play_for(scenario.length).await;
     let end_ms = client::measure::epoch_ms_now();
     let report = relay.end();
     let frames = viewer.frames();

@@ -242,6 +242,15 @@ impl Session {
             .downcast::<gst_app::AppSrc>()
             .map_err(|_| anyhow!("src is not an appsrc"))?;
         loopback_only(&webrtc);
+        // Selkies turns retransmission on for the video: `do-nack` on its transceiver (RFC 4588
+        // RTX in the answer, and webrtcbin answers NACKs). Its FEC stays off, as Selkies leaves
+        // it unless a loss percentage is configured.
+        match webrtc
+            .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&0i32])
+        {
+            Some(t) => t.set_property("do-nack", true),
+            None => bail!("the reference pipeline has no video transceiver to enable NACK on"),
+        }
         let enc = pipeline.by_name("enc").context("x264enc")?;
         note_age(&enc, samples.clone(), |s| &mut s.encoded);
         let pay = pipeline.by_name("pay").context("rtph264pay")?;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Registry;
@@ -122,7 +122,10 @@ async fn read_track(track: Arc<dyn TrackRemote>, state: Arc<SessionState>) {
         video_in.ssrc = packet.header.ssrc;
         let seq = packet.header.sequence_number;
         match video_in.recovery.as_mut() {
-            Some(r) => r.push(seq, arrived, packet),
+            Some(r) => {
+                r.set_rtt(Duration::from_micros(c.rtt_us.load(Ordering::Relaxed)));
+                r.push(seq, arrived, packet);
+            }
             None => video_in.pending.push(packet),
         }
         video_in.drain(&track, &state).await;

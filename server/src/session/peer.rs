@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
@@ -94,6 +94,38 @@ fn twcc_only(reports: &[PacketReport]) -> Cow<'_, [PacketReport]> {
     }
 }
 
+/// The reports without the packets that arrived before one sent ahead of them (reordered on the
+/// path), as libwebrtc's inter-arrival filter leaves them out: GCC's delay half reads a packet
+/// that overtook another as a sudden delay drop and the next as a jump, and on a path that
+/// reorders (Wi-Fi, 50 ± 20 ms of jitter) it saw overuse all the time and drove the rate to a
+/// quarter of what the path carried. Packets that did not arrive stay (the loss half counts
+/// them).
+fn in_order(reports: &[PacketReport]) -> Cow<'_, [PacketReport]> {
+    let mut latest: Option<Duration> = None;
+    let mut reordered = Vec::new();
+    let mut sorted: Vec<&PacketReport> = reports.iter().collect();
+    sorted.sort_by_key(|r| r.departure);
+    for r in sorted {
+        let Some(arrival) = r.arrival else { continue };
+        if latest.is_some_and(|l| arrival < l) {
+            reordered.push(r.id);
+        } else {
+            latest = Some(arrival);
+        }
+    }
+    if reordered.is_empty() {
+        Cow::Borrowed(reports)
+    } else {
+        Cow::Owned(
+            reports
+                .iter()
+                .filter(|r| !reordered.contains(&r.id))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
 impl ReportingEstimator {
     /// GCC's target as the queue guard lets it through.
     fn target(&self) -> f64 {
@@ -111,7 +143,7 @@ impl BandwidthEstimator for ReportingEstimator {
         if reports.is_empty() {
             return;
         }
-        self.inner.on_reports(now, &reports);
+        self.inner.on_reports(now, &in_order(&reports));
         self.guard
             .on_reports(now, &reports, self.inner.target_bitrate());
         self.publish();

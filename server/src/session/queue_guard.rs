@@ -13,9 +13,12 @@
 //!   delay, and a packet's delay above it is queueing;
 //! - when even the *least* delayed packet of a feedback batch waited more than [`QUEUE_LIMIT`]
 //!   (a standing queue — jitter raises some packets' delay, never all of them), the cap falls to
-//!   [`DECREASE`] × the rate the receiver got, so the queue drains; it is not cut again while
-//!   the queue is draining — only when, a drain time after the cut, the queue has not shrunk
+//!   [`DECREASE`] × the rate the receiver got, so the queue drains, and holds while it drains
 //!   (cutting every interval while a deep queue drains would drive the rate to the floor);
+//! - a queue that has not shrunk a drain time after the cut is not ours — a loss-based flow
+//!   (TCP) sharing the bottleneck keeps it full whatever we send, and yielding to it would hand
+//!   it the link (RFC 8867 §5.6) — so the cap is lifted and GCC alone decides for
+//!   [`FOREIGN_HOLD`];
 //! - with the queue under half the limit the cap grows by [`INCREASE`] per interval, and it is
 //!   lifted once it is far above GCC's own target.
 //!
@@ -38,6 +41,8 @@ pub const INTERVAL: Duration = Duration::from_millis(200);
 pub const DECREASE: f64 = 0.85;
 /// With the queue drained the cap grows by this per interval.
 pub const INCREASE: f64 = 1.05;
+/// How long a queue that a cut did not drain is left to GCC.
+pub const FOREIGN_HOLD: Duration = Duration::from_secs(10);
 /// The window the received rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 
@@ -55,6 +60,8 @@ pub struct QueueGuard {
     last_change: Option<Instant>,
     /// The last cut: when, and the queue (s) it saw.
     last_cut: Option<(Instant, f64)>,
+    /// Until when a queue that did not drain after a cut is taken as another flow's.
+    foreign_until: Option<Instant>,
 }
 
 impl Default for QueueGuard {
@@ -74,6 +81,7 @@ impl QueueGuard {
             cap: None,
             last_change: None,
             last_cut: None,
+            foreign_until: None,
         }
     }
 
@@ -147,16 +155,31 @@ impl QueueGuard {
         let queued = least - base;
         let received = self.received_bytes as f64 * 8.0 / RATE_WINDOW.as_secs_f64();
         if queued > QUEUE_LIMIT.as_secs_f64() {
-            // Again only if the queue did not shrink in the time it takes to drain.
-            let may_cut = self.last_cut.is_none_or(|(t, q)| {
-                now.saturating_duration_since(t) >= INTERVAL + Duration::from_secs_f64(q)
-                    && queued >= 0.9 * q
-            });
-            if may_cut && received > 0.0 {
-                let cut = DECREASE * received;
-                self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
-                self.last_change = Some(now);
-                self.last_cut = Some((now, queued));
+            if self.foreign_until.is_some_and(|t| now < t) {
+                return self.cap;
+            }
+            match self.last_cut {
+                None if received > 0.0 => {
+                    let cut = DECREASE * received;
+                    self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
+                    self.last_change = Some(now);
+                    self.last_cut = Some((now, queued));
+                }
+                // A drain time after the cut the queue has not shrunk: it is not ours (a
+                // loss-based flow keeps it full, whatever we send). Cutting on would hand that
+                // flow the whole link; leave the rate to GCC for a while.
+                Some((t, q))
+                    if now.saturating_duration_since(t)
+                        >= INTERVAL + Duration::from_secs_f64(q)
+                        && queued >= 0.9 * q =>
+                {
+                    self.cap = None;
+                    self.last_cut = None;
+                    self.last_change = Some(now);
+                    self.foreign_until = Some(now + FOREIGN_HOLD);
+                }
+                // Ours, draining: hold.
+                _ => {}
             }
         } else if queued < QUEUE_LIMIT.as_secs_f64() / 2.0
             && let Some(cap) = self.cap
@@ -239,6 +262,26 @@ mod tests {
             capped = g.on_reports(
                 t0 + at(k) + Duration::from_millis(100),
                 &batch(t0, at(k), 20, |_| 0.34),
+                4e6,
+            );
+        }
+        // A queue that stays whatever we send is another flow's: the cap was lifted again.
+        assert_eq!(capped, None, "a queue that did not drain is not ours");
+        let mut g = QueueGuard::new();
+        for k in 0..20 {
+            g.on_reports(
+                t0 + at(k) + Duration::from_millis(100),
+                &batch(t0, at(k), 20, |_| 0.04),
+                4e6,
+            );
+        }
+        // Our own queue: it drains after the cut (300 ms, then 20 ms less per batch).
+        let mut capped = None;
+        for k in 20..30 {
+            let q = 0.34 - 0.02 * (k - 20) as f64;
+            capped = g.on_reports(
+                t0 + at(k) + Duration::from_millis(100),
+                &batch(t0, at(k), 20, |_| q),
                 4e6,
             );
         }

@@ -257,3 +257,45 @@ fn gcc_counts_only_the_packets_that_carried_a_twcc_number() {
         "TWCC leads; the REMB is ignored"
     );
 }
+
+/// A report of packet `id`, sent `sent_ms` after `t0` and arrived at `arrived_ms` (receiver
+/// clock), or lost.
+fn report(
+    t0: Instant,
+    id: u64,
+    sent_ms: u64,
+    arrived_ms: Option<u64>,
+) -> rtc::interceptor::PacketReport {
+    rtc::interceptor::PacketReport {
+        ssrc: 1,
+        id,
+        rtp_sequence_number: id as u16,
+        is_twcc: true,
+        twcc_sequence_number: id as u16,
+        size: 1200,
+        arrived: arrived_ms.is_some(),
+        departure: t0 + Duration::from_millis(sent_ms),
+        arrival: arrived_ms.map(Duration::from_millis),
+        ecn: Default::default(),
+    }
+}
+
+#[test]
+fn reordered_packets_are_left_out_of_the_delay_estimate() {
+    let t0 = Instant::now();
+    // Packet 2 overtook packet 1; packet 3 was lost.
+    let reports = vec![
+        report(t0, 0, 0, Some(50)),
+        report(t0, 1, 1, Some(90)),
+        report(t0, 2, 2, Some(60)),
+        report(t0, 3, 3, None),
+        report(t0, 4, 4, Some(95)),
+    ];
+    let kept: Vec<u64> = super::in_order(&reports).iter().map(|r| r.id).collect();
+    assert_eq!(kept, vec![0, 1, 3, 4]);
+    let clean = vec![report(t0, 0, 0, Some(50)), report(t0, 1, 1, Some(51))];
+    assert!(matches!(
+        super::in_order(&clean),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
