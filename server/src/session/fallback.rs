@@ -82,6 +82,10 @@ pub const RTT_WINDOW: Duration = Duration::from_secs(30);
 pub struct SharedEstimate {
     bits_per_second: AtomicU64,
     twcc: AtomicBool,
+    /// The worst loss the player's latest reception report gave (f64 bits), and how many
+    /// reports have come.
+    receiver_loss: AtomicU64,
+    receiver_reports: AtomicU64,
 }
 
 impl SharedEstimate {
@@ -90,6 +94,8 @@ impl SharedEstimate {
         Self {
             bits_per_second: AtomicU64::new(start.to_bits()),
             twcc: AtomicBool::new(false),
+            receiver_loss: AtomicU64::new(0f64.to_bits()),
+            receiver_reports: AtomicU64::new(0),
         }
     }
 
@@ -108,6 +114,21 @@ impl SharedEstimate {
         self.twcc.store(true, Ordering::Relaxed);
         self.bits_per_second
             .store(bits_per_second.to_bits(), Ordering::Relaxed);
+    }
+
+    /// A reception report said `fraction` of our packets were lost.
+    pub fn note_receiver_loss(&self, fraction: f64) {
+        self.receiver_loss
+            .store(fraction.to_bits(), Ordering::Relaxed);
+        self.receiver_reports.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many reception reports have come, and the latest one's loss.
+    pub fn receiver_loss(&self) -> (u64, f64) {
+        (
+            self.receiver_reports.load(Ordering::Relaxed),
+            f64::from_bits(self.receiver_loss.load(Ordering::Relaxed)),
+        )
     }
 
     /// The fallback's rate; ignored once GCC leads.
@@ -308,8 +329,9 @@ impl FallbackControl {
         }
         if let Some(lost) = worst_loss {
             // RFC 3550: the fraction lost is a fixed-point number, the binary point at its left.
-            self.rate
-                .on_receiver_report(now, f64::from(lost) / 256.0, rtt);
+            let fraction = f64::from(lost) / 256.0;
+            self.estimate.note_receiver_loss(fraction);
+            self.rate.on_receiver_report(now, fraction, rtt);
         }
     }
 }
@@ -327,6 +349,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FallbackControl {
                 bits_per_second: 0.0,
             };
             if self.estimate.twcc_in_charge() {
+                // GCC leads; the receivers' loss still feeds its loss half (`loss_cap`).
+                self.ingest(msg.now, packets);
                 // GCC leads. If this interceptor had moved the pacer, hand it back to GCC's
                 // estimate once, unless GCC has just set it on this very packet.
                 if std::mem::take(&mut self.moved_pacer) && !msg.message.has(&changed) {

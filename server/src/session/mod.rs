@@ -8,6 +8,7 @@
 
 pub mod control;
 pub(crate) mod fallback;
+pub mod loss_cap;
 mod negotiate;
 pub(crate) mod peer;
 pub mod queue_guard;

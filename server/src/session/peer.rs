@@ -37,6 +37,7 @@ use rtc::shared::error::Error;
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
 
 use super::fallback::{FALLBACK_SLOT, FallbackControl, SharedEstimate};
+use super::loss_cap::LossCap;
 use super::queue_guard::QueueGuard;
 use super::retransmit::{BudgetConfig, RETRANSMIT_SLOT, RetransmitFilter};
 use crate::metrics::SessionMetrics;
@@ -74,6 +75,8 @@ struct ReportingEstimator {
     inner: Gcc,
     /// Caps GCC's target while the path holds a standing queue.
     guard: QueueGuard,
+    /// GCC's loss half on the player's own loss count (GCC reads only what arrived).
+    loss: LossCap,
     estimate: Arc<SharedEstimate>,
 }
 
@@ -127,9 +130,10 @@ fn in_order(reports: &[PacketReport]) -> Cow<'_, [PacketReport]> {
 }
 
 impl ReportingEstimator {
-    /// GCC's target as the queue guard lets it through.
+    /// GCC's target as the queue guard and the loss cap let it through.
     fn target(&self) -> f64 {
-        self.guard.limit(self.inner.target_bitrate())
+        self.loss
+            .limit(self.guard.limit(self.inner.target_bitrate()))
     }
 
     fn publish(&self) {
@@ -143,7 +147,18 @@ impl BandwidthEstimator for ReportingEstimator {
         if reports.is_empty() {
             return;
         }
-        self.inner.on_reports(now, &in_order(&reports));
+        // GCC reads only what arrived, in order; the loss half is `loss`, on the player's count.
+        let arrived: Vec<PacketReport> = in_order(&reports)
+            .iter()
+            .filter(|r| r.arrived)
+            .cloned()
+            .collect();
+        self.inner.on_reports(now, &arrived);
+        let (report, lost) = self.estimate.receiver_loss();
+        if report > 0 {
+            self.loss
+                .on_report(report, lost, self.guard.limit(self.inner.target_bitrate()));
+        }
         self.guard
             .on_reports(now, &reports, self.inner.target_bitrate());
         self.publish();
@@ -260,6 +275,7 @@ fn congestion_control(
     let estimator = ReportingEstimator {
         inner: Gcc::new(rates.start, rates.min, rates.max),
         guard: QueueGuard::new(),
+        loss: LossCap::default(),
         estimate: estimate.clone(),
     };
     // REMB is only ever about video; a player that does not offer it simply never sees it.

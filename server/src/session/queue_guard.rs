@@ -15,7 +15,7 @@
 //!   (a standing queue — jitter raises some packets' delay, never all of them), the cap falls to
 //!   [`DECREASE`] × the rate the receiver got, so the queue drains, and holds while it drains
 //!   (cutting every interval while a deep queue drains would drive the rate to the floor);
-//! - a queue that has not shrunk a drain time after the cut is not ours — a loss-based flow
+//! - a queue that has not shrunk a drain time after the second cut is not ours — a loss-based flow
 //!   (TCP) sharing the bottleneck keeps it full whatever we send, and yielding to it would hand
 //!   it the link (RFC 8867 §5.6) — so the cap is lifted and GCC alone decides for
 //!   [`FOREIGN_HOLD`];
@@ -58,8 +58,8 @@ pub struct QueueGuard {
     received_bytes: usize,
     cap: Option<f64>,
     last_change: Option<Instant>,
-    /// The last cut: when, and the queue (s) it saw.
-    last_cut: Option<(Instant, f64)>,
+    /// The last cut of this episode: when, the queue (s) it saw, and how many cuts so far.
+    last_cut: Option<(Instant, f64, u32)>,
     /// Until when a queue that did not drain after a cut is taken as another flow's.
     foreign_until: Option<Instant>,
 }
@@ -163,20 +163,28 @@ impl QueueGuard {
                     let cut = DECREASE * received;
                     self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
                     self.last_change = Some(now);
-                    self.last_cut = Some((now, queued));
+                    self.last_cut = Some((now, queued, 1));
                 }
-                // A drain time after the cut the queue has not shrunk: it is not ours (a
-                // loss-based flow keeps it full, whatever we send). Cutting on would hand that
-                // flow the whole link; leave the rate to GCC for a while.
-                Some((t, q))
+                // A drain time after a cut the queue has not shrunk.
+                Some((t, q, cuts))
                     if now.saturating_duration_since(t)
                         >= INTERVAL + Duration::from_secs_f64(q)
                         && queued >= 0.9 * q =>
                 {
-                    self.cap = None;
-                    self.last_cut = None;
+                    if cuts < 2 && received > 0.0 {
+                        // Perhaps the encoder was slow to follow: once more.
+                        let cut = DECREASE * received;
+                        self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
+                        self.last_cut = Some((now, queued, cuts + 1));
+                    } else {
+                        // Twice cut and still full: the queue is not ours (a loss-based flow
+                        // keeps it full whatever we send). Cutting on would hand that flow the
+                        // whole link; leave the rate to GCC for a while.
+                        self.cap = None;
+                        self.last_cut = None;
+                        self.foreign_until = Some(now + FOREIGN_HOLD);
+                    }
                     self.last_change = Some(now);
-                    self.foreign_until = Some(now + FOREIGN_HOLD);
                 }
                 // Ours, draining: hold.
                 _ => {}
@@ -258,7 +266,7 @@ mod tests {
         assert_eq!(g.cap(), None);
         // Then a 300 ms standing queue: capped under what was received.
         let mut capped = None;
-        for k in 20..30 {
+        for k in 20..40 {
             capped = g.on_reports(
                 t0 + at(k) + Duration::from_millis(100),
                 &batch(t0, at(k), 20, |_| 0.34),
