@@ -11,24 +11,34 @@
 //! feedback loss cannot touch it. So GCC reads only what arrived, and this cap — GCC's rule on
 //! the receiver's count — supplies the loss half:
 //!
-//! - over [`HIGH_LOSS`] the cap becomes the rate in force × (1 − loss / 2);
-//! - under [`LOW_LOSS`] it grows by [`GROWTH`] per report, and is lifted once it is twice GCC's
-//!   target;
+//! - when both the report and the smoothed loss (an exponential average over reports: a
+//!   receiver may report every 100 ms, over a few dozen packets, so one report's figure is
+//!   noisy) are over [`HIGH_LOSS`], the cap becomes the rate in force × (1 − loss / 2), at most
+//!   once per [`CUT_INTERVAL`];
+//! - with the smoothed loss under [`LOW_LOSS`] it grows by [`GROWTH`] per second, and is lifted
+//!   once it is twice GCC's target;
 //! - between, it holds: a few per cent of loss is the path, not congestion, and NACK repairs it.
 //!
 //! Sans-IO: the report's number, loss and the target are arguments.
 
+use std::time::{Duration, Instant};
+
 use super::fallback::{HIGH_LOSS, LOW_LOSS};
 
-/// Growth per report with little loss.
+/// Growth per second with little loss.
 pub const GROWTH: f64 = 1.08;
+/// At most one cut per this.
+pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// See the module docs.
 #[derive(Debug, Default, Clone)]
 pub struct LossCap {
     /// The last report acted on.
     seen: u64,
+    /// The smoothed loss.
+    average: Option<f64>,
     cap: Option<f64>,
+    last_change: Option<Instant>,
 }
 
 impl LossCap {
@@ -37,21 +47,31 @@ impl LossCap {
         self.cap
     }
 
-    /// Report number `report` (increasing; the same number is acted on once) said `loss` was
-    /// lost, GCC's target being `target`. Returns the cap.
-    pub fn on_report(&mut self, report: u64, loss: f64, target: f64) -> Option<f64> {
+    /// Report number `report` (increasing; the same number is acted on once) arrived by `now`
+    /// and said `loss` was lost, GCC's target being `target`. Returns the cap.
+    pub fn on_report(&mut self, now: Instant, report: u64, loss: f64, target: f64) -> Option<f64> {
         if report == self.seen {
             return self.cap;
         }
         self.seen = report;
-        if loss > HIGH_LOSS {
-            let rate = self.cap.map_or(target, |c| c.min(target));
-            self.cap = Some(rate * (1.0 - 0.5 * loss.min(1.0)));
-        } else if loss < LOW_LOSS
+        let average = self.average.map_or(loss, |a| 0.8 * a + 0.2 * loss);
+        self.average = Some(average);
+        let since = self
+            .last_change
+            .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        if loss > HIGH_LOSS && average > HIGH_LOSS {
+            if since >= CUT_INTERVAL {
+                let rate = self.cap.map_or(target, |c| c.min(target));
+                self.cap = Some(rate * (1.0 - 0.5 * average.min(1.0)));
+                self.last_change = Some(now);
+            }
+        } else if average < LOW_LOSS
             && let Some(cap) = self.cap
         {
-            let grown = cap * GROWTH;
+            let elapsed = since.min(Duration::from_secs(1)).as_secs_f64();
+            let grown = cap * GROWTH.powf(elapsed);
             self.cap = (grown < 2.0 * target).then_some(grown);
+            self.last_change = Some(now);
         }
         self.cap
     }
@@ -67,25 +87,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_few_per_cent_of_loss_is_left_alone() {
+    fn a_few_per_cent_of_loss_or_one_bad_report_is_left_alone() {
+        let t0 = Instant::now();
         let mut c = LossCap::default();
         for n in 1..=30 {
-            assert_eq!(c.on_report(n, 0.05, 4e6), None);
+            let at = t0 + Duration::from_millis(100 * n);
+            // Every tenth report over a few dozen packets reads high.
+            let loss = if n % 10 == 0 { 0.15 } else { 0.05 };
+            assert_eq!(c.on_report(at, n, loss, 4e6), None, "report {n}");
         }
     }
 
     #[test]
-    fn heavy_loss_cuts_each_report_once_and_clean_reports_lift_it() {
+    fn heavy_loss_cuts_once_a_second_and_clean_reports_lift_it() {
+        let t0 = Instant::now();
         let mut c = LossCap::default();
-        let cap = c.on_report(1, 0.3, 4e6).expect("a cut");
+        let cap = c.on_report(t0, 1, 0.3, 4e6).expect("a cut");
         assert!((cap - 4e6 * 0.85).abs() < 1.0, "{cap}");
-        // The same report again changes nothing.
-        assert_eq!(c.on_report(1, 0.3, 4e6), Some(cap));
-        let again = c.on_report(2, 0.3, 4e6).expect("a second cut");
+        // The same report again, or another within the second, changes nothing.
+        assert_eq!(c.on_report(t0, 1, 0.3, 4e6), Some(cap));
+        assert_eq!(
+            c.on_report(t0 + Duration::from_millis(500), 2, 0.3, 4e6),
+            Some(cap)
+        );
+        let again = c
+            .on_report(t0 + Duration::from_secs(1), 3, 0.3, 4e6)
+            .expect("a second cut");
         assert!((again - cap * 0.85).abs() < 1.0);
         assert_eq!(c.limit(4e6), again);
-        let mut n = 3;
-        while c.on_report(n, 0.0, 4e6).is_some() {
+        let mut n = 4;
+        while c
+            .on_report(t0 + Duration::from_secs(n), n, 0.0, 4e6)
+            .is_some()
+        {
             n += 1;
             assert!(n < 100, "never lifted");
         }

@@ -156,8 +156,12 @@ impl BandwidthEstimator for ReportingEstimator {
         self.inner.on_reports(now, &arrived);
         let (report, lost) = self.estimate.receiver_loss();
         if report > 0 {
-            self.loss
-                .on_report(report, lost, self.guard.limit(self.inner.target_bitrate()));
+            self.loss.on_report(
+                now,
+                report,
+                lost,
+                self.guard.limit(self.inner.target_bitrate()),
+            );
         }
         self.guard
             .on_reports(now, &reports, self.inner.target_bitrate());
