@@ -13,10 +13,12 @@
 //! - **by rate**: retransmissions take at most [`BudgetConfig::rate_share`] of the congestion
 //!   estimate over the last [`BudgetConfig::window`].
 //!
-//! A packet refused for any reason but "already on its way" cannot be repaired any more, so
-//! the receiver needs a keyframe: [`RetransmitFilter`] hands the application a picture-loss
-//! indication in its place (the session core merges keyframe requests), rather than letting the
-//! receiver wait for a packet that will not come.
+//! A packet refused because it is past its deadline, was resent as often as allowed, or is
+//! forgotten cannot be repaired any more, so the receiver needs a keyframe: [`RetransmitFilter`]
+//! hands the application a picture-loss indication in its place (the session core merges
+//! keyframe requests), rather than letting the receiver wait for a packet that will not come. A
+//! packet refused for the rate is only refused for now: the receiver asks again if it still
+//! needs it (over a path that reorders, most such requests are for packets that are only late).
 //!
 //! [`RetransmitBudget`] is the Sans-IO decision; [`RetransmitFilter`] is the interceptor that
 //! sits between the pacer and the NACK responder, sees every packet sent and every NACK
@@ -239,7 +241,13 @@ impl RetransmitFilter {
                 match self.budget.judge(nack.media_ssrc, seq, now, rate) {
                     Verdict::Resend => allowed.push(seq),
                     Verdict::AlreadySent => {}
-                    _ => {
+                    // Refused for now: the receiver asks again if it still needs it (a path
+                    // that reorders has it NACK packets that are only late; a keyframe for
+                    // each would cost far more than the retransmissions saved).
+                    Verdict::OverBudget => {
+                        self.metrics.rtx_refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Verdict::TooOld | Verdict::Exhausted | Verdict::Unknown => {
                         self.metrics.rtx_refused.fetch_add(1, Ordering::Relaxed);
                         keyframe = true;
                     }
