@@ -4,9 +4,9 @@
 mod browser_client;
 mod cc_interop;
 mod drain;
-mod impair;
 mod errors;
 mod first_light;
+mod impair;
 mod input_demo;
 mod keyframe;
 mod lab_bench;
