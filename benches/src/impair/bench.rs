@@ -18,8 +18,8 @@ use super::relay::{BIN, Relay, RelayReport};
 use super::scenario::Scenario;
 use crate::chromium::Chromium;
 use crate::e2e::{INBOUND_VIDEO, StatsSpan, instrument, page_options};
-use crate::labbench::Signaling;
-use crate::labbench::sender::{SenderArgs, SenderKind, SenderProcess};
+use crate::labbench::sender::SenderKind;
+use crate::labbench::{Signaling, start_sender};
 use crate::stats::percentile;
 use crate::viewer::Viewer;
 
@@ -168,23 +168,8 @@ async fn run_one(
     args: &ImpairArgs,
     dir: &std::path::Path,
 ) -> anyhow::Result<Outcome> {
-    std::fs::create_dir_all(dir).context("a directory for the run's files")?;
-    let signaling = Signaling::start().await?;
-    let mut sender = SenderProcess::spawn(
-        &SenderArgs {
-            kind,
-            signaling_url: format!("ws://{}/ws/node", signaling.addr),
-            width: args.width,
-            height: args.height,
-            fps: args.fps,
-            kbps: args.kbps,
-            metrics_out: dir.join(format!("{}.json", kind.node_id())),
-        },
-        dir,
-    )?;
-    if let Err(e) = crate::lab::wait_registered(&signaling.shared, kind.node_id()).await {
-        bail!("{e:#}; the sender's log:\n{}", sender.log_tail());
-    }
+    let stream = (args.width, args.height, args.fps, args.kbps);
+    let (signaling, mut sender) = start_sender(kind, stream, dir).await?;
     let relay = Arc::new(Relay::start(args.seed).await.context("start the relay")?);
     let run = match client {
         Client::Browser => browser(scenario, args, &signaling, &relay).await,

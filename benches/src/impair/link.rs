@@ -16,35 +16,13 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-/// A small deterministic random number generator (SplitMix64): a scenario replays the same
+/// The link's randomness: SplitMix64 (the corpus's generator), so a scenario replays the same
 /// losses and jitter for the same seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+type Rng = input::corpus::SplitMix64;
 
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && self.unit() < p
-    }
+/// True with probability `p`.
+fn chance(rng: &mut Rng, p: f64) -> bool {
+    p > 0.0 && rng.next_f64() < p
 }
 
 /// Which packets are lost at random.
@@ -249,7 +227,7 @@ impl Link {
         // Delay and jitter.
         let jitter = self.config.jitter.as_secs_f64();
         let offset = if jitter > 0.0 {
-            (self.rng.unit() * 2.0 - 1.0) * jitter
+            (self.rng.next_f64() * 2.0 - 1.0) * jitter
         } else {
             0.0
         };
@@ -272,7 +250,7 @@ impl Link {
     fn lose(&mut self) -> bool {
         match self.config.loss {
             Loss::None => false,
-            Loss::Iid(p) => self.rng.chance(p),
+            Loss::Iid(p) => chance(&mut self.rng, p),
             Loss::GilbertElliott {
                 good_to_bad,
                 bad_to_good,
@@ -280,10 +258,10 @@ impl Link {
                 loss_bad,
             } => {
                 let flip = if self.bad { bad_to_good } else { good_to_bad };
-                if self.rng.chance(flip) {
+                if chance(&mut self.rng, flip) {
                     self.bad = !self.bad;
                 }
-                self.rng.chance(if self.bad { loss_bad } else { loss_good })
+                chance(&mut self.rng, if self.bad { loss_bad } else { loss_good })
             }
         }
     }

@@ -346,19 +346,23 @@ impl Drop for Signaling {
     }
 }
 
-/// Runs one case once; the sender's log and measurements go in `dir` (a fresh directory).
-async fn run_case(case: Case, args: &LabArgs, dir: &std::path::Path) -> anyhow::Result<CaseRun> {
-    std::fs::create_dir_all(dir).context("a directory for the case's files")?;
+/// A fresh signaling service and `kind`'s sender process streaming `width`×`height` at `fps`
+/// and `kbps`, registered with it; the sender's log and measurements go in `dir` (created).
+pub(crate) async fn start_sender(
+    kind: SenderKind,
+    (width, height, fps, kbps): (u32, u32, u32, u32),
+    dir: &std::path::Path,
+) -> anyhow::Result<(Signaling, SenderProcess)> {
+    std::fs::create_dir_all(dir).context("a directory for the sender's files")?;
     let signaling = Signaling::start().await?;
-    let kind = case.sender();
-    let mut sender = SenderProcess::spawn(
+    let sender = SenderProcess::spawn(
         &SenderArgs {
             kind,
             signaling_url: format!("ws://{}/ws/node", signaling.addr),
-            width: args.width,
-            height: args.height,
-            fps: args.fps,
-            kbps: args.kbps,
+            width,
+            height,
+            fps,
+            kbps,
             metrics_out: dir.join(format!("{}.json", kind.node_id())),
         },
         dir,
@@ -366,6 +370,13 @@ async fn run_case(case: Case, args: &LabArgs, dir: &std::path::Path) -> anyhow::
     if let Err(e) = crate::lab::wait_registered(&signaling.shared, kind.node_id()).await {
         bail!("{e:#}; the sender's log:\n{}", sender.log_tail());
     }
+    Ok((signaling, sender))
+}
+
+/// Runs one case once; the sender's log and measurements go in `dir` (a fresh directory).
+async fn run_case(case: Case, args: &LabArgs, dir: &std::path::Path) -> anyhow::Result<CaseRun> {
+    let stream = (args.width, args.height, args.fps, args.kbps);
+    let (signaling, mut sender) = start_sender(case.sender(), stream, dir).await?;
     let run = match case {
         Case::StratusNative => native(args, &signaling, &sender).await,
         _ => browser(args, &signaling, &sender).await,
