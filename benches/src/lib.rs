@@ -9,7 +9,6 @@
 //! - [`encode`]: our ROI encoder element against stock x264enc.
 //! - [`e2e`]: glass-to-glass and input-to-photon latency through a real client.
 //! - [`rtc_peer`]: a headless webrtc-rs player that counts frames without decoding them.
-//! - [`shaper`]: a userspace UDP relay that caps a player's downlink like `tc tbf`.
 //! - [`impair`]: the impairment lab: a relay that delays, jitters, loses, caps and blacks out
 //!   each direction, the scenarios R1–R10 and `stratus-bench impair`.
 //! - [`viewer`]: the native client's session and decoder, headless.
@@ -32,7 +31,6 @@ pub mod pipeline;
 pub mod predict;
 pub mod reference;
 pub mod rtc_peer;
-pub mod shaper;
 pub mod signaling;
 pub mod stats;
 pub mod viewer;

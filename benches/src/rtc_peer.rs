@@ -2,7 +2,7 @@
 //! counts instead of decoding — video RTP packets, bytes and frames (one frame per new RTP
 //! timestamp), per second too — so benchmarks can run several players next to a node without
 //! taking its cores the way Chromium would. The options tests need: sound on or off, NACK on
-//! or off, and a relay ([`crate::shaper::Shaper`]) for the media.
+//! or off, and a relay ([`crate::impair::relay::Relay`]) for the media.
 //!
 //! ```no_run
 //! # async fn demo(addr: std::net::SocketAddr) -> anyhow::Result<()> {
@@ -40,7 +40,7 @@ pub struct PlayerOptions {
     pub step_timeout: Duration,
     /// Send all media through this relay (the node's candidates are redirected to it and the
     /// player's own are not sent, so the node only sees the relay).
-    pub through: Option<Arc<crate::shaper::Shaper>>,
+    pub through: Option<Arc<dyn MediaRoute>>,
     /// Ask for lost packets again (NACK, the client session's bounded requests).
     pub nack: bool,
 }
@@ -131,10 +131,7 @@ impl Player {
         session.nack = options.nack;
         // It does not decode, so it never needs a keyframe; a lost packet is only counted.
         session.keyframe_requests = false;
-        session.route = options
-            .through
-            .clone()
-            .map(|relay| relay as Arc<dyn MediaRoute>);
+        session.route = options.through.clone();
         let counter = Arc::new(FrameCounter::default());
         let sink: Arc<dyn MediaSink> = counter.clone();
         let counters = Arc::new(SessionCounters::default());

@@ -356,6 +356,17 @@ impl Relay {
         self.lock().types = PayloadTypes::from_sdp(sdp);
     }
 
+    /// Impairs the downlink as `config` says from now on, outside any scenario (a test that
+    /// caps the link and lifts it again).
+    pub fn set_down(&self, config: LinkConfig) {
+        self.lock().down.set_config(config);
+    }
+
+    /// The downlink's counters since the relay started.
+    pub fn down_counters(&self) -> LinkCounters {
+        self.lock().down.counters()
+    }
+
     /// Impairs the path as `scenario` says from now on and starts measuring.
     pub fn begin(&self, scenario: &Scenario) {
         let now = Instant::now();
@@ -449,13 +460,37 @@ impl Drop for Relay {
 /// relay, which learns the node's address and payload types from them.
 impl client::session::MediaRoute for Relay {
     fn answer(&self, sdp: &str) -> String {
-        let (rewritten, node) = crate::shaper::redirect_candidates(sdp, self.player_side);
+        let (rewritten, node) = redirect_candidates(sdp, self.player_side);
         if let Some(node) = node {
             self.set_node(node);
         }
         self.learn_payload_types(sdp);
         rewritten
     }
+}
+
+/// Rewrites the UDP host candidates in `sdp` to `to` and returns the first one's address.
+pub fn redirect_candidates(sdp: &str, to: SocketAddr) -> (String, Option<SocketAddr>) {
+    let mut first = None;
+    let lines: Vec<String> = sdp
+        .split("\r\n")
+        .map(|line| {
+            let Some(rest) = line.strip_prefix("a=candidate:") else {
+                return line.to_owned();
+            };
+            let mut f: Vec<String> = rest.split(' ').map(str::to_owned).collect();
+            if f.len() < 8 || !f[2].eq_ignore_ascii_case("udp") || f[7] != "host" {
+                return line.to_owned();
+            }
+            if let Ok(addr) = format!("{}:{}", f[4], f[5]).parse::<SocketAddr>() {
+                first = first.or(Some(addr));
+                f[4] = to.ip().to_string();
+                f[5] = to.port().to_string();
+            }
+            format!("a=candidate:{}", f.join(" "))
+        })
+        .collect();
+    (lines.join("\r\n"), first)
 }
 
 async fn run(a: UdpSocket, b: UdpSocket, inner: Arc<Mutex<Inner>>) {
@@ -586,6 +621,19 @@ const BROWSER_HOOK: &str = r#"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_candidates_are_redirected() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\na=candidate:2 1 tcp 1 127.0.0.1 9 typ host\r\n";
+        let to: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+        let (out, first) = redirect_candidates(sdp, to);
+        assert_eq!(first, Some("127.0.0.1:40000".parse().expect("addr")));
+        assert!(
+            out.contains("udp 2130706431 127.0.0.1 5555 typ host"),
+            "{out}"
+        );
+        assert!(out.contains("tcp 1 127.0.0.1 9 typ host"), "{out}");
+    }
 
     #[test]
     fn payload_types_come_from_the_answer() {

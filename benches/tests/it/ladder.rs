@@ -1,5 +1,5 @@
-//! Congestion control end to end: a player whose downlink is capped (a token-bucket relay, as
-//! `tc tbf` would) drags the node's GCC estimate and encoder bitrate under the ladder's floor;
+//! Congestion control end to end: a player whose downlink is capped (the impairment relay's
+//! bottleneck, as `tc tbf` would) drags the node's GCC estimate and encoder bitrate under the ladder's floor;
 //! the session steps down the quality ladder and keeps playing; when the cap is lifted it
 //! climbs back.
 
@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use benches::impair::link::LinkConfig;
+use benches::impair::relay::Relay;
 use benches::rtc_peer::{Player, PlayerOptions};
-use benches::shaper::Shaper;
 use server::config::NodeConfig;
 use server::metrics::SessionMetrics;
 
@@ -49,9 +50,9 @@ async fn a_capped_downlink_steps_the_stream_down_and_it_recovers_when_lifted() {
     config.sessions.audio = false;
     let lab = crate::support::start(config).await;
 
-    let relay = Arc::new(Shaper::start(0).await.expect("start the relay"));
+    let relay = Arc::new(Relay::start(1).await.expect("start the relay"));
     let options = PlayerOptions {
-        through: Some(relay.clone()),
+        through: Some(relay.clone() as Arc<dyn client::session::MediaRoute>),
         // The player counts packets and decodes nothing, so retransmissions would only take
         // the capped link's capacity from the frames the test counts.
         nack: false,
@@ -73,7 +74,12 @@ async fn a_capped_downlink_steps_the_stream_down_and_it_recovers_when_lifted() {
     assert_eq!(m.quality_step.load(Relaxed), 0, "{}", describe(m));
 
     // Cap the downlink at 600 kbit/s: the estimate falls under the 1.5 Mbit/s floor.
-    relay.set_rate(600_000);
+    relay.set_down(LinkConfig {
+        rate_bps: 600_000,
+        // As the token bucket this test used before: about 40 kB of queue at the cap.
+        queue: std::time::Duration::from_millis(500),
+        ..LinkConfig::default()
+    });
     let stepped = wait_until(m, Duration::from_secs(40), |m| {
         m.quality_step.load(Relaxed) >= 1
     })
@@ -81,7 +87,7 @@ async fn a_capped_downlink_steps_the_stream_down_and_it_recovers_when_lifted() {
     eprintln!(
         "capped: {} ({} packets dropped by the cap)",
         describe(m),
-        relay.dropped()
+        relay.down_counters().queue_full
     );
     assert!(
         stepped,
@@ -92,17 +98,17 @@ async fn a_capped_downlink_steps_the_stream_down_and_it_recovers_when_lifted() {
     // It keeps playing on the lower rung.
     let before = player.frames();
     let sent_before = m.frames_sent.load(Relaxed);
-    let relayed_before = relay.from_node();
+    let relayed_before = relay.down_counters().sent;
     let packets_before = player.packets();
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!(
         "on the lower rung: {}; node sent {} frames ({} packets reached the relay, {} the player) and the player got {} in 3 s; {} dropped by the cap",
         describe(m),
         m.frames_sent.load(Relaxed) - sent_before,
-        relay.from_node() - relayed_before,
+        relay.down_counters().sent - relayed_before,
         player.packets() - packets_before,
         player.frames() - before,
-        relay.dropped()
+        relay.down_counters().queue_full
     );
     assert!(
         player.frames() > before + 10,
@@ -112,7 +118,7 @@ async fn a_capped_downlink_steps_the_stream_down_and_it_recovers_when_lifted() {
     );
 
     // Lift the cap: the estimate climbs back over 1.5× the floor and the ladder follows.
-    relay.set_rate(0);
+    relay.set_down(LinkConfig::default());
     let recovered = wait_until(m, Duration::from_secs(60), |m| {
         m.quality_step.load(Relaxed) == 0
     })
