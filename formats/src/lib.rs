@@ -24,6 +24,8 @@ pub const H264_PAYLOAD_TYPE: u8 = 102;
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// RTP payload type of the H.264 stream's retransmissions.
 pub const RTX_PAYLOAD_TYPE: u8 = 103;
+/// RTP payload type we offer FlexFEC-03 under (a player's offer names its own).
+pub const FLEXFEC_PAYLOAD_TYPE: u8 = 118;
 /// The playout-delay RTP header extension (Chromium renders as soon as it decodes at 0/0).
 pub const PLAYOUT_DELAY_URI: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
 
@@ -46,6 +48,19 @@ pub fn rtx_codec() -> RTCRtpCodec {
         clock_rate: 90_000,
         channels: 0,
         sdp_fmtp_line: format!("apt={H264_PAYLOAD_TYPE}"),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Forward error correction of the H.264 stream: FlexFEC draft 03 (`video/flexfec-03`, what
+/// Chromium offers), on a repair SSRC of its own. `repair-window` (µs) is how long a receiver
+/// keeps media packets for repair; Chromium offers 10 s.
+pub fn flexfec_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/flexfec-03".to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: "repair-window=10000000".to_owned(),
         rtcp_feedback: vec![],
     }
 }

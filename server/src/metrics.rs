@@ -41,6 +41,10 @@ pub struct SessionMetrics {
     /// NACKed packets the retransmission budget refused (too old, resent enough, over its
     /// share of the rate, forgotten).
     pub rtx_refused: AtomicU64,
+    /// Forward-error-correction packets sent.
+    pub fec_packets: AtomicU64,
+    /// Forward-error-correction bytes sent.
+    pub fec_bytes: AtomicU64,
     /// Encoder target, kbit/s.
     pub bitrate_kbps: AtomicU64,
     /// Round-trip time to the player, µs (from RTCP).
@@ -239,7 +243,7 @@ impl NodeMetrics {
             load(&self.sessions_refused),
         );
         type Field = fn(&SessionMetrics) -> f64;
-        let gauges: [(&str, &str, &str, Field); 13] = [
+        let gauges: [(&str, &str, &str, Field); 14] = [
             (
                 "stratus_session_fps",
                 "gauge",
@@ -311,6 +315,12 @@ impl NodeMetrics {
                 "counter",
                 "NACKed packets the retransmission budget refused.",
                 |m| m.rtx_refused.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "stratus_session_fec_bytes_total",
+                "counter",
+                "Forward-error-correction (FlexFEC) bytes sent.",
+                |m| m.fec_bytes.load(Ordering::Relaxed) as f64,
             ),
             (
                 "stratus_session_audio_packets_total",

@@ -7,9 +7,10 @@
 //! estimate stayed at its start rate whatever the link did. This module is what leads instead:
 //!
 //! - [`FallbackRate`], the Sans-IO rule (time is an argument): the receiver's REMB, bounded by
-//!   the configured floor and ceiling; without a fresh REMB, the receiver reports' loss (over
-//!   10 % lowers the rate in proportion, as GCC's loss half does; under 2 % lets it climb about
-//!   5 % a second toward the ceiling) and round trip (a queue building up, the round trip well
+//!   the configured floor and ceiling; without a fresh REMB, the receiver reports' loss, over
+//!   windows of their cumulative counters ([`super::loss_meter`]; over 10 % lowers the rate in
+//!   proportion, as GCC's loss half does; under 2 % lets it climb about 5 % a second toward the
+//!   ceiling) and round trip (a queue building up, the round trip well
 //!   over its recent floor, lowers it);
 //! - [`FallbackControl`], the interceptor that reads REMB and receiver reports on their way in,
 //!   feeds the rule, and publishes its rate into the [`SharedEstimate`] the session reads and to
@@ -40,6 +41,7 @@ use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
+use super::loss_meter::{LossMeter, sign_extend_24};
 use super::peer::{PACING_FACTOR, RateBounds};
 
 /// Where [`FallbackControl`] sits in the interceptor chain: just application-ward of the
@@ -82,10 +84,12 @@ pub const RTT_WINDOW: Duration = Duration::from_secs(30);
 pub struct SharedEstimate {
     bits_per_second: AtomicU64,
     twcc: AtomicBool,
-    /// The worst loss the player's latest reception report gave (f64 bits), and how many
-    /// reports have come.
+    /// The player's loss over the latest window of its reception reports (f64 bits,
+    /// [`super::loss_meter`]), and how many windows have closed.
     receiver_loss: AtomicU64,
     receiver_reports: AtomicU64,
+    /// The share of the bytes sent that are forward error correction (f64 bits, [`super::fec`]).
+    repair_share: AtomicU64,
 }
 
 impl SharedEstimate {
@@ -96,6 +100,7 @@ impl SharedEstimate {
             twcc: AtomicBool::new(false),
             receiver_loss: AtomicU64::new(0f64.to_bits()),
             receiver_reports: AtomicU64::new(0),
+            repair_share: AtomicU64::new(0f64.to_bits()),
         }
     }
 
@@ -116,7 +121,7 @@ impl SharedEstimate {
             .store(bits_per_second.to_bits(), Ordering::Relaxed);
     }
 
-    /// A reception report said `fraction` of our packets were lost.
+    /// The player's reports said `fraction` of our packets were lost over a window.
     pub fn note_receiver_loss(&self, fraction: f64) {
         self.receiver_loss
             .store(fraction.to_bits(), Ordering::Relaxed);
@@ -129,6 +134,21 @@ impl SharedEstimate {
             self.receiver_reports.load(Ordering::Relaxed),
             f64::from_bits(self.receiver_loss.load(Ordering::Relaxed)),
         )
+    }
+
+    /// The share (0–1) of the bytes sent that are repair packets.
+    pub fn publish_repair_share(&self, share: f64) {
+        let share = if share.is_finite() {
+            share.clamp(0.0, 0.9)
+        } else {
+            0.0
+        };
+        self.repair_share.store(share.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The share published by [`Self::publish_repair_share`].
+    pub fn repair_share(&self) -> f64 {
+        f64::from_bits(self.repair_share.load(Ordering::Relaxed))
     }
 
     /// The fallback's rate; ignored once GCC leads.
@@ -257,6 +277,10 @@ pub struct FallbackControl {
     /// Our media streams (their primary SSRCs): reception reports about anything else (a
     /// retransmission stream, another sender) are not ours to act on.
     local: HashSet<u32>,
+    /// The player's loss over windows of its reports.
+    loss: LossMeter,
+    /// The shortest round trip since the last loss window closed.
+    window_rtt: Option<Duration>,
     /// Our recent sender reports: the middle 32 bits of their NTP time (what a reception report
     /// echoes as its LSR) and when they left.
     sent_reports: VecDeque<(u32, Instant)>,
@@ -278,6 +302,8 @@ impl FallbackControl {
             rate,
             estimate,
             local: HashSet::new(),
+            loss: LossMeter::default(),
+            window_rtt: None,
             sent_reports: VecDeque::new(),
             moved_pacer: false,
             read: VecDeque::new(),
@@ -302,11 +328,11 @@ impl FallbackControl {
         now.saturating_duration_since(sent).checked_sub(held)
     }
 
-    /// Feeds the rule what one compound packet says: its REMBs, and its reception reports
-    /// about our streams (their worst loss, their shortest round trip) as one report.
+    /// Feeds the rule what one compound packet says: its REMBs, and its reception reports about
+    /// our streams — their loss over the [`LossMeter`]'s windows, and their shortest round trip
+    /// since the last window — as one report once a window closes.
     fn ingest(&mut self, now: Instant, packets: &[Box<dyn rtc::rtcp::Packet>]) {
-        let mut worst_loss: Option<u8> = None;
-        let mut rtt: Option<Duration> = None;
+        let mut window_loss: Option<f64> = None;
         for packet in packets {
             let any = packet.as_any();
             let reports: &[ReceptionReport] =
@@ -321,16 +347,22 @@ impl FallbackControl {
                     continue;
                 };
             for report in reports.iter().filter(|r| self.local.contains(&r.ssrc)) {
-                worst_loss = worst_loss.max(Some(report.fraction_lost));
                 if let Some(sample) = self.round_trip(now, report) {
-                    rtt = Some(rtt.map_or(sample, |r| r.min(sample)));
+                    self.window_rtt = Some(self.window_rtt.map_or(sample, |r| r.min(sample)));
+                }
+                if let Some(loss) = self.loss.on_report(
+                    now,
+                    report.ssrc,
+                    report.last_sequence_number,
+                    sign_extend_24(report.total_lost),
+                ) {
+                    window_loss = Some(loss);
                 }
             }
         }
-        if let Some(lost) = worst_loss {
-            // RFC 3550: the fraction lost is a fixed-point number, the binary point at its left.
-            let fraction = f64::from(lost) / 256.0;
+        if let Some(fraction) = window_loss {
             self.estimate.note_receiver_loss(fraction);
+            let rtt = self.window_rtt.take();
             self.rate.on_receiver_report(now, fraction, rtt);
         }
     }
@@ -411,6 +443,7 @@ impl Interceptor for FallbackControl {
 
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.local.remove(&info.ssrc);
+        self.loss.forget(info.ssrc);
     }
 
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -580,9 +613,11 @@ mod tests {
         })
     }
 
+    /// A report about `ssrc`: highest sequence number `highest`, `lost` lost so far.
     fn receiver_report(
         ssrc: u32,
-        fraction_lost: u8,
+        highest: u32,
+        lost: u32,
         lsr: u32,
         dlsr: u32,
     ) -> Box<dyn rtc::rtcp::Packet> {
@@ -590,7 +625,8 @@ mod tests {
             ssrc: 1,
             reports: vec![ReceptionReport {
                 ssrc,
-                fraction_lost,
+                last_sequence_number: highest,
+                total_lost: lost,
                 last_sender_report: lsr,
                 delay: dlsr,
                 ..Default::default()
@@ -646,18 +682,31 @@ mod tests {
     fn receiver_reports_about_our_streams_move_the_rate_and_others_do_not() {
         let t0 = Instant::now();
         let (mut control, estimate) = control();
-        control
-            .handle_read(rtcp(t0, vec![receiver_report(99, 128, 0, 0)]))
-            .expect("read");
-        assert_eq!(
-            paced(&mut control),
-            None,
-            "another stream's loss is not ours"
-        );
+        for (at, lost) in [(0.0, 0), (1.0, 50)] {
+            control
+                .handle_read(rtcp(
+                    t0 + secs(at),
+                    vec![receiver_report(99, 1000 + 100 * lost, lost, 0, 0)],
+                ))
+                .expect("read");
+            assert_eq!(
+                paced(&mut control),
+                None,
+                "another stream's loss is not ours"
+            );
+        }
         assert_eq!(estimate.bits_per_second(), BOUNDS.start);
-        // 64/256 = 25 % loss on our video.
+        // The first report about our video only starts the count; 25 of the next 100 packets
+        // lost is 25 % loss.
         control
-            .handle_read(rtcp(t0, vec![receiver_report(VIDEO, 64, 0, 0)]))
+            .handle_read(rtcp(t0, vec![receiver_report(VIDEO, 1000, 3, 0, 0)]))
+            .expect("read");
+        assert_eq!(paced(&mut control), None);
+        control
+            .handle_read(rtcp(
+                t0 + secs(0.6),
+                vec![receiver_report(VIDEO, 1100, 28, 0, 0)],
+            ))
             .expect("read");
         let want = BOUNDS.start * 0.875;
         assert!(
@@ -691,14 +740,28 @@ mod tests {
         control
             .handle_read(rtcp(
                 t0 + secs(0.250),
-                vec![receiver_report(VIDEO, 0, lsr, dlsr)],
+                vec![receiver_report(VIDEO, 100, 0, lsr, dlsr)],
+            ))
+            .expect("read");
+        assert_eq!(
+            control.rate.rtt_floor(),
+            None,
+            "the rule hears of it when the loss window closes"
+        );
+        control
+            .handle_read(rtcp(
+                t0 + secs(0.8),
+                vec![receiver_report(VIDEO, 200, 0, 0, 0)],
             ))
             .expect("read");
         let rtt = control.rate.rtt_floor().expect("a round trip");
         assert!((rtt.as_secs_f64() - 0.200).abs() < 1e-3, "{rtt:?}");
         // An LSR we never sent gives none.
         control
-            .handle_read(rtcp(t0 + secs(1.0), vec![receiver_report(VIDEO, 0, 7, 0)]))
+            .handle_read(rtcp(
+                t0 + secs(1.4),
+                vec![receiver_report(VIDEO, 300, 0, 7, 0)],
+            ))
             .expect("read");
         assert_eq!(control.rate.rtts.len(), 1);
     }
@@ -726,13 +789,15 @@ mod tests {
             Some(3_000_000.0 * PACING_FACTOR),
             "the pacer goes back to GCC's estimate"
         );
-        control
-            .handle_read(rtcp(
-                t0 + secs(0.2),
-                vec![receiver_report(VIDEO, 200, 0, 0)],
-            ))
-            .expect("read");
-        assert_eq!(paced(&mut control), None);
+        for (at, highest, lost) in [(0.2, 100, 0), (0.8, 200, 80)] {
+            control
+                .handle_read(rtcp(
+                    t0 + secs(at),
+                    vec![receiver_report(VIDEO, highest, lost, 0, 0)],
+                ))
+                .expect("read");
+            assert_eq!(paced(&mut control), None);
+        }
         assert_eq!(
             estimate.bits_per_second(),
             3_000_000.0,

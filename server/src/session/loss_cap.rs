@@ -11,13 +11,16 @@
 //! feedback loss cannot touch it. So GCC reads only what arrived, and this cap — GCC's rule on
 //! the receiver's count — supplies the loss half:
 //!
-//! - when both the report and the smoothed loss (an exponential average over reports: a
-//!   receiver may report every 100 ms, over a few dozen packets, so one report's figure is
-//!   noisy) are over [`HIGH_LOSS`], the cap becomes the rate in force × (1 − loss / 2), at most
-//!   once per [`CUT_INTERVAL`];
-//! - with the smoothed loss under [`LOW_LOSS`] it grows by [`GROWTH`] per second, and is lifted
-//!   once it is twice GCC's target;
-//! - between, it holds: a few per cent of loss is the path, not congestion, and NACK repairs it.
+//! - the receiver's loss comes in windows of at least half a second and 50 packets
+//!   ([`super::loss_meter`]: a receiver that sends feedback often sends reports often, each over
+//!   a few dozen packets, and single reports were noise); when both the latest window and the
+//!   smoothed loss (an exponential average over windows) are over [`HIGH_LOSS`], the cap becomes
+//!   the rate in force × (1 − loss / 2), at most once per [`CUT_INTERVAL`];
+//! - when the latest window is under [`LOW_LOSS`] it grows by [`GROWTH`] per second since the
+//!   last change (windows may be 2 s apart at a low rate; the smoothed loss, still high from the
+//!   congestion that is over, is not waited for), and is lifted once it is twice GCC's target;
+//! - between, it holds: a few per cent of loss is the path, not congestion, and NACK and FEC
+//!   repair it.
 //!
 //! Sans-IO: the report's number, loss and the target are arguments.
 
@@ -27,6 +30,8 @@ use super::fallback::{HIGH_LOSS, LOW_LOSS};
 
 /// Growth per second with little loss.
 pub const GROWTH: f64 = 1.08;
+/// The longest gap between two windows that counts toward growth.
+pub const MAX_GROWTH_GAP: Duration = Duration::from_secs(3);
 /// At most one cut per this.
 pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -47,8 +52,8 @@ impl LossCap {
         self.cap
     }
 
-    /// Report number `report` (increasing; the same number is acted on once) arrived by `now`
-    /// and said `loss` was lost, GCC's target being `target`. Returns the cap.
+    /// Loss window number `report` (increasing; the same number is acted on once) closed by
+    /// `now` and said `loss` was lost, GCC's target being `target`. Returns the cap.
     pub fn on_report(&mut self, now: Instant, report: u64, loss: f64, target: f64) -> Option<f64> {
         if report == self.seen {
             return self.cap;
@@ -65,10 +70,10 @@ impl LossCap {
                 self.cap = Some(rate * (1.0 - 0.5 * average.min(1.0)));
                 self.last_change = Some(now);
             }
-        } else if average < LOW_LOSS
+        } else if loss < LOW_LOSS
             && let Some(cap) = self.cap
         {
-            let elapsed = since.min(Duration::from_secs(1)).as_secs_f64();
+            let elapsed = since.min(MAX_GROWTH_GAP).as_secs_f64();
             let grown = cap * GROWTH.powf(elapsed);
             self.cap = (grown < 2.0 * target).then_some(grown);
             self.last_change = Some(now);
@@ -87,12 +92,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_few_per_cent_of_loss_or_one_bad_report_is_left_alone() {
+    fn a_few_per_cent_of_loss_or_one_bad_window_is_left_alone() {
         let t0 = Instant::now();
         let mut c = LossCap::default();
         for n in 1..=30 {
-            let at = t0 + Duration::from_millis(100 * n);
-            // Every tenth report over a few dozen packets reads high.
+            let at = t0 + Duration::from_millis(500 * n);
+            // Every tenth window reads high.
             let loss = if n % 10 == 0 { 0.15 } else { 0.05 };
             assert_eq!(c.on_report(at, n, loss, 4e6), None, "report {n}");
         }
@@ -124,5 +129,24 @@ mod tests {
             assert!(n < 100, "never lifted");
         }
         assert_eq!(c.limit(4e6), 4e6);
+    }
+
+    #[test]
+    fn clean_windows_grow_the_cap_at_once_and_by_the_time_between_them() {
+        let t0 = Instant::now();
+        let mut c = LossCap::default();
+        c.on_report(t0, 1, 0.5, 3e6);
+        let cut = c
+            .on_report(t0 + Duration::from_secs(1), 2, 0.5, 3e6)
+            .expect("cut");
+        // A low rate: clean windows every 2 s. The smoothed loss is still high, but the path is
+        // clean now and the cap grows from the first clean window, by the time since the cut.
+        let grown = c
+            .on_report(t0 + Duration::from_secs(3), 3, 0.0, 3e6)
+            .expect("still capped");
+        assert!(
+            (grown / cut - GROWTH.powi(2)).abs() < 1e-9,
+            "{grown} after {cut}"
+        );
     }
 }

@@ -8,7 +8,9 @@
 
 pub mod control;
 pub(crate) mod fallback;
+pub mod fec;
 pub mod loss_cap;
+pub mod loss_meter;
 mod negotiate;
 pub(crate) mod peer;
 pub mod queue_guard;
@@ -325,7 +327,7 @@ impl<'a> Driver<'a> {
                         self.params.resources.metrics.sessions_failed.fetch_add(1, Relaxed);
                         self.stop(SessionEnd::permanent(why));
                     }
-                    let bps = self.estimate.bits_per_second();
+                    let bps = self.estimate.media_bits_per_second();
                     self.core.handle_input(Input::Estimate { bps }, now);
                     self.core.handle_input(Input::Tick, now);
                 },

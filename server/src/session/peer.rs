@@ -37,6 +37,7 @@ use rtc::shared::error::Error;
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
 
 use super::fallback::{FALLBACK_SLOT, FallbackControl, SharedEstimate};
+use super::fec::{FEC_SLOT, FecSender};
 use super::loss_cap::LossCap;
 use super::queue_guard::QueueGuard;
 use super::retransmit::{BudgetConfig, RETRANSMIT_SLOT, RetransmitFilter};
@@ -48,8 +49,10 @@ use crate::metrics::SessionMetrics;
 /// to 4096 packets) and add that wait to every frame behind them.
 pub const PACING_FACTOR: f64 = 2.5;
 
+use stream_formats::{
+    FLEXFEC_PAYLOAD_TYPE, RTX_PAYLOAD_TYPE, flexfec_codec, register_stream_formats, rtx_codec,
+};
 pub(crate) use stream_formats::{H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, h264_codec, opus_codec};
-use stream_formats::{RTX_PAYLOAD_TYPE, register_stream_formats, rtx_codec};
 
 /// The congestion controller's latest target, published for the session to read: GCC's once
 /// TWCC feedback has arrived, the player's REMB or receiver reports' until then.
@@ -60,6 +63,17 @@ impl BitrateEstimate {
     /// The current target in bit/s.
     pub fn bits_per_second(&self) -> f64 {
         self.0.bits_per_second()
+    }
+
+    /// The share of our packets the player's latest reports say the path lost (0–1).
+    pub fn path_loss(&self) -> f64 {
+        self.0.receiver_loss().1
+    }
+
+    /// What the encoder may spend: the target less the share forward error correction takes
+    /// ([`super::fec`]).
+    pub fn media_bits_per_second(&self) -> f64 {
+        self.0.bits_per_second() * (1.0 - self.0.repair_share())
     }
 
     /// An estimate that stays at `bits_per_second` (tests).
@@ -78,6 +92,8 @@ struct ReportingEstimator {
     /// GCC's loss half on the player's own loss count (GCC reads only what arrived).
     loss: LossCap,
     estimate: Arc<SharedEstimate>,
+    /// When the components were last logged (debug).
+    logged: Option<Instant>,
 }
 
 /// The reports GCC may read: those of packets that carried a transport-wide sequence number.
@@ -166,6 +182,19 @@ impl BandwidthEstimator for ReportingEstimator {
         self.guard
             .on_reports(now, &reports, self.inner.target_bitrate());
         self.publish();
+        if self
+            .logged
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            self.logged = Some(now);
+            tracing::debug!(
+                gcc_kbps = (self.inner.target_bitrate() / 1e3) as u64,
+                queue_cap_kbps = self.guard.cap().map(|c| (c / 1e3) as u64),
+                loss_cap_kbps = self.loss.cap().map(|c| (c / 1e3) as u64),
+                receiver_loss = lost,
+                "congestion control"
+            );
+        }
     }
 
     /// What the congestion controller hands the pacer: the estimate times [`PACING_FACTOR`].
@@ -280,6 +309,7 @@ fn congestion_control(
         inner: Gcc::new(rates.start, rates.min, rates.max),
         guard: QueueGuard::new(),
         loss: LossCap::default(),
+        logged: None,
         estimate: estimate.clone(),
     };
     // REMB is only ever about video; a player that does not offer it simply never sees it.
@@ -345,6 +375,14 @@ pub async fn build_peer(
         },
         RtpCodecKind::Video,
     )?;
+    // FlexFEC-03 (`super::fec`): used only with a player that offers it.
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: flexfec_codec(),
+            payload_type: FLEXFEC_PAYLOAD_TYPE,
+        },
+        RtpCodecKind::Video,
+    )?;
 
     let (registry, estimate) = interceptors(rates, &mut media, metrics)?;
 
@@ -384,6 +422,11 @@ fn interceptors(
     // NACK and RTCP reports; not `register_default_interceptors`, whose TWCC receiver the
     // congestion controller above already holds.
     let registry = configure_rtcp_reports(configure_nack(registry, media));
+    // Repair packets, of the packets as they leave (after the pacer and the TWCC numbering).
+    let registry = registry.with(
+        Slot::from(FEC_SLOT),
+        FecSender::new(estimate.clone(), metrics.clone()),
+    );
     let estimate = BitrateEstimate(estimate);
     // Between the pacer (3 000) and the NACK responder (4 000): it sees every packet the
     // responder could resend and every NACK before the responder does.
