@@ -1,6 +1,6 @@
 //! The impairment lab end to end, short: `stratus-bench impair` runs scenarios through the
 //! relay into the native client's session and into headless Chromium, and the stream survives
-//! them — 5 % loss without long freezes, blackouts with the picture back within bounds and the
+//! them — 5 % loss without long freezes (repaired by FEC for Chromium), blackouts with the picture back within bounds and the
 //! session kept — and every row carries the fields the resilience issue names. The bands here
 //! are wider than the benchmark's (runs of 12 s on a shared 2-core machine); the full-length
 //! figures are in `benches/README.md`.
@@ -83,23 +83,29 @@ async fn the_native_session_survives_loss_and_blackouts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_through_the_relay_survives_a_blackout() {
+async fn chromium_through_the_relay_gets_repair_under_loss_and_survives_a_blackout() {
     if benches::chromium::binary().is_none() {
         panic!("chromium is missing; scripts/setup.sh installs it");
     }
     let _turn = crate::support::turn().await;
     let rows = impair(&[
         "--scenario",
-        "R6",
+        "R3,R6",
         "--clients",
         "browser",
         "--reference",
         "none",
     ])
     .await;
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    let r6 = &rows[0];
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (r3, r6) = (&rows[0], &rows[1]);
+    every_field(r3);
     every_field(r6);
+    // 5 % loss both ways: Chromium offers FlexFEC-03, the node sends repair sized from the
+    // loss Chromium reports, and the picture keeps moving.
+    assert!(num(r3, "fec_pct") > 3.0, "R3 carried no FEC: {r3}");
+    assert!(num(r3, "fps") >= 15.0, "R3: {r3}");
+    assert!(num(r3, "longest_freeze_ms") <= 1000.0, "R3: {r3}");
     // The relay carried the session: it was blacked out, so packets were dropped on the way.
     assert!(
         num(r6, "dropped_by_path") > 0.0,
