@@ -19,6 +19,8 @@
 //! - when the latest window is under [`LOW_LOSS`] it grows by [`GROWTH`] per second since the
 //!   last change (windows may be 2 s apart at a low rate; the smoothed loss, still high from the
 //!   congestion that is over, is not waited for), and is lifted once it is twice GCC's target;
+//! - no cut while the queue guard drains a standing queue: the loss is that queue overflowing,
+//!   and the guard has already cut for it;
 //! - between, it holds: a few per cent of loss is the path, not congestion, and NACK and FEC
 //!   repair it.
 //!
@@ -53,8 +55,18 @@ impl LossCap {
     }
 
     /// Loss window number `report` (increasing; the same number is acted on once) closed by
-    /// `now` and said `loss` was lost, GCC's target being `target`. Returns the cap.
-    pub fn on_report(&mut self, now: Instant, report: u64, loss: f64, target: f64) -> Option<f64> {
+    /// `now` and said `loss` was lost, GCC's target being `target`; `queue_draining` when the
+    /// queue guard holds the rate down for a standing queue (the loss is that queue
+    /// overflowing, already answered: cutting for it as well took the rate to a fifth of the
+    /// link after a start into a 2 Mbit/s bottleneck). Returns the cap.
+    pub fn on_report(
+        &mut self,
+        now: Instant,
+        report: u64,
+        loss: f64,
+        target: f64,
+        queue_draining: bool,
+    ) -> Option<f64> {
         if report == self.seen {
             return self.cap;
         }
@@ -65,7 +77,7 @@ impl LossCap {
             .last_change
             .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
         if loss > HIGH_LOSS && average > HIGH_LOSS {
-            if since >= CUT_INTERVAL {
+            if since >= CUT_INTERVAL && !queue_draining {
                 let rate = self.cap.map_or(target, |c| c.min(target));
                 self.cap = Some(rate * (1.0 - 0.5 * average.min(1.0)));
                 self.last_change = Some(now);
@@ -99,7 +111,7 @@ mod tests {
             let at = t0 + Duration::from_millis(500 * n);
             // Every tenth window reads high.
             let loss = if n % 10 == 0 { 0.15 } else { 0.05 };
-            assert_eq!(c.on_report(at, n, loss, 4e6), None, "report {n}");
+            assert_eq!(c.on_report(at, n, loss, 4e6, false), None, "report {n}");
         }
     }
 
@@ -107,22 +119,22 @@ mod tests {
     fn heavy_loss_cuts_once_a_second_and_clean_reports_lift_it() {
         let t0 = Instant::now();
         let mut c = LossCap::default();
-        let cap = c.on_report(t0, 1, 0.3, 4e6).expect("a cut");
+        let cap = c.on_report(t0, 1, 0.3, 4e6, false).expect("a cut");
         assert!((cap - 4e6 * 0.85).abs() < 1.0, "{cap}");
         // The same report again, or another within the second, changes nothing.
-        assert_eq!(c.on_report(t0, 1, 0.3, 4e6), Some(cap));
+        assert_eq!(c.on_report(t0, 1, 0.3, 4e6, false), Some(cap));
         assert_eq!(
-            c.on_report(t0 + Duration::from_millis(500), 2, 0.3, 4e6),
+            c.on_report(t0 + Duration::from_millis(500), 2, 0.3, 4e6, false),
             Some(cap)
         );
         let again = c
-            .on_report(t0 + Duration::from_secs(1), 3, 0.3, 4e6)
+            .on_report(t0 + Duration::from_secs(1), 3, 0.3, 4e6, false)
             .expect("a second cut");
         assert!((again - cap * 0.85).abs() < 1.0);
         assert_eq!(c.limit(4e6), again);
         let mut n = 4;
         while c
-            .on_report(t0 + Duration::from_secs(n), n, 0.0, 4e6)
+            .on_report(t0 + Duration::from_secs(n), n, 0.0, 4e6, false)
             .is_some()
         {
             n += 1;
@@ -135,18 +147,32 @@ mod tests {
     fn clean_windows_grow_the_cap_at_once_and_by_the_time_between_them() {
         let t0 = Instant::now();
         let mut c = LossCap::default();
-        c.on_report(t0, 1, 0.5, 3e6);
+        c.on_report(t0, 1, 0.5, 3e6, false);
         let cut = c
-            .on_report(t0 + Duration::from_secs(1), 2, 0.5, 3e6)
+            .on_report(t0 + Duration::from_secs(1), 2, 0.5, 3e6, false)
             .expect("cut");
         // A low rate: clean windows every 2 s. The smoothed loss is still high, but the path is
         // clean now and the cap grows from the first clean window, by the time since the cut.
         let grown = c
-            .on_report(t0 + Duration::from_secs(3), 3, 0.0, 3e6)
+            .on_report(t0 + Duration::from_secs(3), 3, 0.0, 3e6, false)
             .expect("still capped");
         assert!(
             (grown / cut - GROWTH.powi(2)).abs() < 1e-9,
             "{grown} after {cut}"
+        );
+    }
+
+    #[test]
+    fn loss_from_a_queue_the_guard_is_draining_is_not_cut_for_twice() {
+        let t0 = Instant::now();
+        let mut c = LossCap::default();
+        for n in 1..=5 {
+            let at = t0 + Duration::from_secs(n);
+            assert_eq!(c.on_report(at, n, 0.4, 3e6, true), None, "window {n}");
+        }
+        assert!(
+            c.on_report(t0 + Duration::from_secs(6), 6, 0.4, 3e6, false)
+                .is_some()
         );
     }
 }

@@ -177,6 +177,7 @@ impl BandwidthEstimator for ReportingEstimator {
                 report,
                 lost,
                 self.guard.limit(self.inner.target_bitrate()),
+                self.guard.cap().is_some(),
             );
         }
         self.guard

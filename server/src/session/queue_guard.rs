@@ -20,8 +20,12 @@
 //!   it: RFC 8867 §5.6's case is not solved here. Lifting the cap when a cut did not drain the
 //!   queue was tried; it also fired on our own slow drains at 0.6–2 Mbit/s and left the queue
 //!   full for seconds.)
-//! - with the queue under half the limit the cap grows by [`INCREASE`] per interval, and it is
-//!   lifted once it is far above GCC's own target.
+//! - with the queue under half the limit the cap grows by [`INCREASE`] per interval — slower,
+//!   [`NEAR_INCREASE`], near the rate the bottleneck delivered while the last queue stood,
+//!   where the next queue would start — and it is lifted once it is [`LIFT`] × GCC's own
+//!   target. (Bounding it by 1.5× what the player receives was tried: on a low rung the
+//!   encoder sends less than it may, and the cap, the estimate and the rung held each other
+//!   down — 350 kbit/s on a 2.5 Mbit/s link.)
 //!
 //! Sans-IO: time and reports are arguments.
 
@@ -40,8 +44,19 @@ pub const BASE_WINDOW: Duration = Duration::from_secs(10);
 pub const INTERVAL: Duration = Duration::from_millis(200);
 /// On a standing queue the cap becomes this × the received rate.
 pub const DECREASE: f64 = 0.85;
-/// With the queue drained the cap grows by this per interval.
+/// With the queue drained the cap grows by this per interval…
 pub const INCREASE: f64 = 1.05;
+/// …but by only this while it is near the rate the bottleneck delivered at the last cut (from
+/// [`NEAR_LOW`] to [`NEAR_HIGH`] times it): that is where the last queue stood. Growing 27 % a
+/// second straight through it refilled a 300 ms queue every few seconds (a freeze each time).
+pub const NEAR_INCREASE: f64 = 1.02;
+/// The near zone's lower edge, as a share of the last delivered rate.
+pub const NEAR_LOW: f64 = 0.9;
+/// The near zone's upper edge: past it without a queue, the link has grown; that rate is
+/// forgotten and growth is fast again.
+pub const NEAR_HIGH: f64 = 1.2;
+/// The cap is lifted once it is this far above GCC's target.
+pub const LIFT: f64 = 2.0;
 /// The window the received rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 
@@ -59,6 +74,9 @@ pub struct QueueGuard {
     last_change: Option<Instant>,
     /// The last cut of this episode: when, and the queue (s) it saw.
     last_cut: Option<(Instant, f64)>,
+    /// What the bottleneck delivered (bit/s) when a queue last stood (the most within one
+    /// episode of cuts).
+    delivered: Option<f64>,
 }
 
 impl Default for QueueGuard {
@@ -78,6 +96,7 @@ impl QueueGuard {
             cap: None,
             last_change: None,
             last_cut: None,
+            delivered: None,
         }
     }
 
@@ -157,6 +176,7 @@ impl QueueGuard {
                     self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
                     self.last_change = Some(now);
                     self.last_cut = Some((now, queued));
+                    self.delivered = Some(received);
                 }
                 // A drain time after the cut the queue has not shrunk: cut again.
                 Some((t, q))
@@ -169,6 +189,9 @@ impl QueueGuard {
                     self.cap = Some(self.cap.map_or(cut, |c| c.min(cut)));
                     self.last_change = Some(now);
                     self.last_cut = Some((now, queued));
+                    // Within an episode the first cut saw the bottleneck's rate best: later
+                    // ones see it while the queue drains under an already lower rate.
+                    self.delivered = Some(self.delivered.map_or(received, |d| d.max(received)));
                 }
                 // Ours, draining: hold.
                 _ => {}
@@ -178,9 +201,16 @@ impl QueueGuard {
         {
             // Drained: the next queue is a new episode.
             self.last_cut = None;
-            let grown = cap * INCREASE;
-            // Far above what GCC wants: the guard has nothing left to say.
-            self.cap = (grown < 2.0 * target).then_some(grown);
+            let near = self.delivered.map(|d| (NEAR_LOW * d, NEAR_HIGH * d));
+            let grown = match near {
+                Some((_, high)) if cap >= high => {
+                    self.delivered = None;
+                    cap * INCREASE
+                }
+                Some((low, _)) if cap >= low => cap * NEAR_INCREASE,
+                _ => cap * INCREASE,
+            };
+            self.cap = (grown < LIFT * target).then_some(grown);
             self.last_change = Some(now);
         }
         self.cap
@@ -283,5 +313,54 @@ mod tests {
             2e6,
         );
         assert!(cut.is_some(), "a second standing queue was not cut");
+    }
+
+    #[test]
+    fn the_cap_grows_slowly_where_the_last_queue_stood_and_fast_elsewhere() {
+        let t0 = Instant::now();
+        let mut g = QueueGuard::new();
+        let at = |k: u64| Duration::from_millis(100 * k);
+        for k in 0..20 {
+            g.on_reports(
+                t0 + at(k) + Duration::from_millis(100),
+                &batch(t0, at(k), 20, |_| 0.04),
+                8e6,
+            );
+        }
+        // A standing queue while 1.92 Mbit/s got through: cut to 0.85 of it.
+        let mut k = 20;
+        while g.cap().is_none() {
+            g.on_reports(
+                t0 + at(k) + Duration::from_millis(100),
+                &batch(t0, at(k), 20, |_| 0.34),
+                8e6,
+            );
+            k += 1;
+            assert!(k < 40, "never cut");
+        }
+        // Drained: count the intervals (200 ms) the cap takes across the near zone, and above.
+        let mut steps = Vec::new();
+        let mut last = g.cap().expect("capped");
+        while let Some(cap) = g.cap() {
+            g.on_reports(
+                t0 + at(k) + Duration::from_millis(100),
+                &batch(t0, at(k), 20, |_| 0.04),
+                2.2e6,
+            );
+            k += 1;
+            if let Some(now) = g.cap()
+                && now != last
+            {
+                steps.push((last, now / last));
+                last = now;
+            }
+            assert!(k < 2000, "never lifted: {cap}");
+        }
+        let delivered = 1.92e6;
+        for (from, step) in steps {
+            let near = from >= NEAR_LOW * delivered && from < NEAR_HIGH * delivered;
+            let want = if near { NEAR_INCREASE } else { INCREASE };
+            assert!((step - want).abs() < 1e-9, "from {from}: ×{step}");
+        }
     }
 }

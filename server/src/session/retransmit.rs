@@ -89,7 +89,7 @@ pub enum Verdict {
 /// resend is lost as often as the original, and a lost resend costs the receiver another round
 /// trip — at 5 % loss each way most of the freezes left were exactly that — while the second
 /// copy costs a few per cent of the rate (the copies count against the same share).
-pub const SECOND_COPY_LOSS: f64 = 0.02;
+pub const SECOND_COPY_LOSS: f64 = 0.01;
 
 /// Where the filter sits in the interceptor chain: between the pacer (3 000) and the NACK
 /// responder (4 000).
