@@ -249,6 +249,17 @@ mod tests {
             .collect()
     }
 
+    /// Feeds `g` batch number `k` (20 packets sent at `k` × 100 ms, each `owd` s on the way,
+    /// reported 100 ms after it was sent) with GCC's target `target`; returns the cap.
+    fn feed(g: &mut QueueGuard, t0: Instant, k: u64, owd: f64, target: f64) -> Option<f64> {
+        let sent = Duration::from_millis(100 * k);
+        g.on_reports(
+            t0 + sent + Duration::from_millis(100),
+            &batch(t0, sent, 20, |_| owd),
+            target,
+        )
+    }
+
     #[test]
     fn a_clean_or_jittery_path_is_never_capped() {
         let t0 = Instant::now();
@@ -268,24 +279,15 @@ mod tests {
     fn a_standing_queue_caps_the_rate_until_it_drains() {
         let t0 = Instant::now();
         let mut g = QueueGuard::new();
-        let at = |k: u64| Duration::from_millis(100 * k);
         // Two seconds clean at 40 ms.
         for k in 0..20 {
-            g.on_reports(
-                t0 + at(k) + Duration::from_millis(100),
-                &batch(t0, at(k), 20, |_| 0.04),
-                4e6,
-            );
+            feed(&mut g, t0, k, 0.04, 4e6);
         }
         assert_eq!(g.cap(), None);
         // Then a 300 ms standing queue: capped under what was received.
         let mut capped = None;
         for k in 20..40 {
-            capped = g.on_reports(
-                t0 + at(k) + Duration::from_millis(100),
-                &batch(t0, at(k), 20, |_| 0.34),
-                4e6,
-            );
+            capped = feed(&mut g, t0, k, 0.34, 4e6);
         }
         let cap = capped.expect("capped");
         // 20 packets of 1200 bytes per 100 ms are 1.92 Mbit/s.
@@ -298,20 +300,12 @@ mod tests {
         );
         // The queue drains: the cap grows, then is lifted once far above GCC's target.
         for k in 40..200 {
-            g.on_reports(
-                t0 + at(k) + Duration::from_millis(100),
-                &batch(t0, at(k), 20, |_| 0.04),
-                2e6,
-            );
+            feed(&mut g, t0, k, 0.04, 2e6);
         }
         assert_eq!(g.cap(), None);
         // A new queue, smaller than the first, is cut at once: the last episode is forgotten.
         let k = 200;
-        let cut = g.on_reports(
-            t0 + at(k) + Duration::from_millis(100),
-            &batch(t0, at(k), 20, |_| 0.12),
-            2e6,
-        );
+        let cut = feed(&mut g, t0, k, 0.12, 2e6);
         assert!(cut.is_some(), "a second standing queue was not cut");
     }
 
@@ -319,22 +313,13 @@ mod tests {
     fn the_cap_grows_slowly_where_the_last_queue_stood_and_fast_elsewhere() {
         let t0 = Instant::now();
         let mut g = QueueGuard::new();
-        let at = |k: u64| Duration::from_millis(100 * k);
         for k in 0..20 {
-            g.on_reports(
-                t0 + at(k) + Duration::from_millis(100),
-                &batch(t0, at(k), 20, |_| 0.04),
-                8e6,
-            );
+            feed(&mut g, t0, k, 0.04, 8e6);
         }
         // A standing queue while 1.92 Mbit/s got through: cut to 0.85 of it.
         let mut k = 20;
         while g.cap().is_none() {
-            g.on_reports(
-                t0 + at(k) + Duration::from_millis(100),
-                &batch(t0, at(k), 20, |_| 0.34),
-                8e6,
-            );
+            feed(&mut g, t0, k, 0.34, 8e6);
             k += 1;
             assert!(k < 40, "never cut");
         }
@@ -342,11 +327,7 @@ mod tests {
         let mut steps = Vec::new();
         let mut last = g.cap().expect("capped");
         while let Some(cap) = g.cap() {
-            g.on_reports(
-                t0 + at(k) + Duration::from_millis(100),
-                &batch(t0, at(k), 20, |_| 0.04),
-                2.2e6,
-            );
+            feed(&mut g, t0, k, 0.04, 2.2e6);
             k += 1;
             if let Some(now) = g.cap()
                 && now != last

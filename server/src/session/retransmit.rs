@@ -68,6 +68,13 @@ impl Default for BudgetConfig {
     }
 }
 
+impl BudgetConfig {
+    /// The bytes retransmissions may take per [`Self::window`] at a rate of `rate_bps`.
+    fn allowance(&self, rate_bps: f64) -> f64 {
+        rate_bps.max(0.0) / 8.0 * self.window.as_secs_f64() * self.rate_share
+    }
+}
+
 /// What the budget says about one requested packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -163,7 +170,7 @@ impl RetransmitBudget {
                 self.recent_bytes -= n;
             }
         }
-        let allowance = rate_bps.max(0.0) / 8.0 * config.window.as_secs_f64() * config.rate_share;
+        let allowance = config.allowance(rate_bps);
         let recent_bytes = self.recent_bytes;
         let slot = &mut self.history(ssrc)[usize::from(seq) % HISTORY];
         let Some(sent) = slot.as_mut().filter(|s| s.seq == seq) else {
@@ -196,7 +203,7 @@ impl RetransmitBudget {
     /// `now`, fits the rate share too; if so it is counted against it.
     pub fn second_copy(&mut self, ssrc: u32, seq: u16, now: Instant, rate_bps: f64) -> bool {
         let config = self.config;
-        let allowance = rate_bps.max(0.0) / 8.0 * config.window.as_secs_f64() * config.rate_share;
+        let allowance = config.allowance(rate_bps);
         let recent_bytes = self.recent_bytes;
         let slot = &mut self.history(ssrc)[usize::from(seq) % HISTORY];
         let Some(size) = slot.as_ref().filter(|s| s.seq == seq).map(|s| s.size) else {
