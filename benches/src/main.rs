@@ -54,6 +54,9 @@ enum Bench {
         /// A trace file, or a directory of `*.trace` files (default: the synthetic corpus).
         #[arg(long)]
         traces: Option<std::path::PathBuf>,
+        /// Skip the per-family rows (the motion families of the synthetic corpus).
+        #[arg(long)]
+        no_families: bool,
     },
     /// Our node against a plain GStreamer webrtcbin sender (Selkies-style x264enc), side by
     /// side on the `pattern` title: into headless Chromium, and our node into the native client.
@@ -298,7 +301,21 @@ fn main() -> anyhow::Result<()> {
             all_levels,
             title,
         })?,
-        Bench::Predict { traces } => predict::run(&PredictArgs { traces })?,
+        Bench::Predict {
+            traces,
+            no_families,
+        } => {
+            let report = predict::run(&PredictArgs {
+                traces,
+                families: !no_families,
+            })?;
+            if cli.json {
+                println!("{report}");
+            } else {
+                print!("{}", predict::table(&report));
+            }
+            return Ok(());
+        }
         Bench::Signaling {
             seconds,
             concurrency,

@@ -143,7 +143,7 @@ impl InputMapper {
         down: bool,
         at: Option<((f64, f64), &Letterbox)>,
     ) -> Vec<InputEvent> {
-        self.predictor.reset();
+        self.predictor.restart();
         let mut out = Vec::with_capacity(2);
         if let Some(((x, y), lb)) = at {
             let (fx, fy) = lb.to_frame(x, y);

@@ -197,7 +197,7 @@ export function attachInput({ video, channel, touchControls = null, horizon = ne
     e.preventDefault();
     // A click is where the hand is now, not where it was heading: send the true position and
     // restart the predictor (a press is a discontinuity in intent).
-    predictor.reset();
+    predictor.restart();
     recorder.buttons = e.buttons;
     if (!locked()) { const p = toFrame(e.clientX, e.clientY); if (p) send(enc.mouseMove(p[0], p[1])); }
     send(enc.button(e.button, down));

@@ -12,12 +12,14 @@
 //! The client also predicts where the pointer will be when the frame it causes is shown, and
 //! sends that instead of the raw position:
 //!
-//! - [`predict`]: [`Predictor`], an adaptive Kalman filter, sans-IO (time is an argument), with
+//! - [`predict`]: [`Predictor`], an adaptive Kalman filter and a line model weighted by a
+//!   calibration learned from its own past predictions, sans-IO (time is an argument), with
 //!   [`Horizon`] (how far ahead: smoothed one-way latency + decode + present) and the
 //!   baselines it is measured against ([`predict::evaluate`]).
 //! - [`trace`]: [`Trace`], the plain-text pointer recording format both clients write
 //!   (documented there), with stop detection.
-//! - [`corpus`]: synthetic traces from a minimum-jerk model of aimed hand movement.
+//! - [`corpus`]: synthetic traces: minimum-jerk aimed moves, and motion families (flicks,
+//!   random walks, drags, idle hands, circles, sticks) reported through device models.
 //!
 //! # Wire format (version 1)
 //!

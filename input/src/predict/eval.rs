@@ -1,7 +1,9 @@
-//! Measuring a predictor on a [`Trace`]: [`evaluate`] and [`evaluate_samples`], with the
-//! error statistics they produce.
+//! Measuring a predictor on a [`Trace`] ([`evaluate`], [`evaluate_samples`]) or on what a device
+//! reported of a true motion ([`evaluate_family`], [`evaluate_observed`]), with the error
+//! statistics they produce.
 
 use super::PointerPredictor;
+use crate::corpus::FamilyTrace;
 use crate::trace::Trace;
 
 /// A stop's overshoot is measured on predictions for times this long after it, microseconds.
@@ -63,32 +65,67 @@ impl ErrorSamples {
 /// After each sample at `t`, the prediction for `t + horizon` is compared with the trace's
 /// position at `t + horizon`, linearly interpolated between samples (samples whose target
 /// time is past the trace's end are not measured). The predictor is reset at the start and,
-/// as a client would, whenever a button goes down. Overshoot uses the trace's stops, or those
+/// as a client would, restarted ([`PointerPredictor::restart`]) whenever a button goes
+/// down. Overshoot uses the trace's stops, or those
 /// [`crate::trace::detect_stops`] finds in a recording; see [`ErrorStats`].
 pub fn evaluate_samples(
     trace: &Trace,
     predictor: &mut dyn PointerPredictor,
     horizon_ms: f64,
 ) -> ErrorSamples {
+    let times: Vec<u64> = trace.samples.iter().map(|s| s.t_us).collect();
+    evaluate_observed(trace, &times, trace, predictor, horizon_ms)
+}
+
+/// [`evaluate_observed`] on a [`FamilyTrace`]: what the device reported, scored against the
+/// true motion.
+pub fn evaluate_family(
+    trace: &FamilyTrace,
+    predictor: &mut dyn PointerPredictor,
+    horizon_ms: f64,
+) -> ErrorSamples {
+    evaluate_observed(
+        &trace.observed,
+        &trace.true_t_us,
+        &trace.truth,
+        predictor,
+        horizon_ms,
+    )
+}
+
+/// Replays `observed` into `predictor` and scores each prediction against `truth`.
+///
+/// After each observed sample, stamped `t` by its device and taken at true time `true_t_us[i]`,
+/// the predictor is asked for `t + horizon` (all a client can do) and the answer is compared
+/// with `truth` at `true_t_us[i] + horizon`: a device that stamps coarsely or reports late is
+/// charged for it. Resets on button presses and overshoot at `truth`'s stops are as in
+/// [`evaluate_samples`]. Samples past the end of `true_t_us` are ignored.
+pub fn evaluate_observed(
+    observed: &Trace,
+    true_t_us: &[u64],
+    truth: &Trace,
+    predictor: &mut dyn PointerPredictor,
+    horizon_ms: f64,
+) -> ErrorSamples {
     let horizon_us = (horizon_ms.max(0.0) * 1000.0).round() as u64;
-    let mut stops = trace.stops_or_detected();
+    let mut stops = truth.stops_or_detected();
     stops.sort_by_key(|s| s.t_us);
     let mut overshoot: Vec<Option<f64>> = vec![None; stops.len()];
     let mut out = ErrorSamples::default();
     predictor.reset();
     let mut buttons = 0;
     let mut next_stop = 0;
-    for s in &trace.samples {
+    for (s, &true_t) in observed.samples.iter().zip(true_t_us) {
         if s.buttons & !buttons != 0 {
-            predictor.reset();
+            predictor.restart();
         }
         buttons = s.buttons;
         predictor.observe(s.t_us, s.x, s.y);
-        let target = s.t_us + horizon_us;
-        let Some((tx, ty)) = trace.position_at(target) else {
+        let target = true_t + horizon_us;
+        let Some((tx, ty)) = truth.position_at(target) else {
             continue;
         };
-        let (px, py) = predictor.predict(target);
+        let (px, py) = predictor.predict(s.t_us + horizon_us);
         out.errors_px.push((px - tx).hypot(py - ty));
         while next_stop < stops.len() && stops[next_stop].t_us + OVERSHOOT_WINDOW_US <= target {
             next_stop += 1;

@@ -11,7 +11,7 @@ type Observations = Vec<(u64, f64, f64)>;
 
 /// The observation sequences of the golden vectors, with their names.
 fn golden_cases() -> Vec<(&'static str, Observations)> {
-    use crate::corpus::{MotionConfig, synthesize};
+    use crate::corpus::{Device, Family, FamilyTrace, MotionConfig, synthesize};
     let take = |rate: u32, seed: u64, n: usize| -> Observations {
         synthesize(&MotionConfig::new(rate, 5_000), seed)
             .samples
@@ -31,7 +31,31 @@ fn golden_cases() -> Vec<(&'static str, Observations)> {
             *t += 150_000;
         }
     }
+    // Motion families through their devices: the calibration learns, the regimes and the line
+    // model take part, coarse stamps repeat.
+    let family = |family: Family, device: &str, seed: u64, n: usize| -> Observations {
+        let device = Device::named(device).expect("a preset");
+        FamilyTrace::new(family, device, seed, 6_000)
+            .observed
+            .samples
+            .iter()
+            .take(n)
+            .map(|s| (s.t_us, s.x, s.y))
+            .collect()
+    };
     vec![
+        (
+            "flicks on a Windows timer",
+            family(Family::Flick, "windows-timer-64hz", 7, 380),
+        ),
+        (
+            "stick at 60 Hz",
+            family(Family::Stick, "gamepad-60hz", 8, 360),
+        ),
+        (
+            "random walk at 1 kHz",
+            family(Family::RandomWalk, "mouse-1000hz", 9, 3000),
+        ),
         ("125 Hz", take(125, 0x5EED_0125, 400)),
         ("500 Hz", take(500, 0x5EED_0500, 600)),
         ("1000 Hz", take(1000, 0x5EED_1000, 600)),

@@ -1,9 +1,12 @@
 //! The adaptive constant-acceleration Kalman predictor, [`Predictor`], and its settings; the
 //! model and the tuning are described in the [`predict`](super) module docs.
 
+use std::collections::VecDeque;
+
 use nalgebra::{Matrix3, Matrix3x2, RowVector2, Vector3};
 
 use super::PointerPredictor;
+use super::calibration::{CHECK_HORIZONS_MS, Calibration, Displacements, regime};
 
 /// Default [`PredictorConfig::measurement_noise_px`].
 pub const DEFAULT_MEASUREMENT_NOISE_PX: f64 = 1.0;
@@ -14,7 +17,7 @@ pub const DEFAULT_ADAPT_MS: f64 = 20.0;
 /// Default [`PredictorConfig::adapt_gain`].
 pub const DEFAULT_ADAPT_GAIN: f64 = 3.0;
 /// Default [`PredictorConfig::max_q_scale`].
-pub const DEFAULT_MAX_Q_SCALE: f64 = 30.0;
+pub const DEFAULT_MAX_Q_SCALE: f64 = 1000.0;
 /// A single surprise counts at most this much in the adaptation, so one outlier cannot
 /// saturate `q`.
 pub const NIS_CAP: f64 = 10.0;
@@ -89,6 +92,20 @@ impl Default for PredictorConfig {
     }
 }
 
+/// A prediction with its confidence, from [`Predictor::predict_with_error`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Predicted position, pixels.
+    pub x: f64,
+    /// Predicted position, pixels.
+    pub y: f64,
+    /// Expected distance from the truth, pixels (the calibration's residual times the
+    /// displacement predicted).
+    pub error_px: f64,
+    /// The weights given to the Kalman model's and the last two samples' displacements.
+    pub weights: [f64; 2],
+}
+
 /// The filter's state once it has seen a sample.
 #[derive(Debug, Clone, Copy)]
 struct State {
@@ -99,7 +116,23 @@ struct State {
     t_us: u64,
     /// Natural log of the jerk density's scale.
     log_q_scale: f64,
+    /// The last sample: time, position.
+    last: (u64, f64, f64),
+    /// When the filter (re)started, microseconds.
+    started_us: u64,
+    /// The latest sample stamped at least [`LINE_BASE_US`] before `last` (or the oldest one
+    /// since the start, if none is that old yet and it is older than `last`).
+    anchor: Option<(u64, f64, f64)>,
 }
+
+/// The filter's first this-many microseconds after a (re)start are its transient, not its
+/// skill: their predictions are not scored by the calibration.
+pub const WARMUP_US: u64 = 30_000;
+
+/// The line model's velocity is measured over at least this long, microseconds: over two
+/// consecutive samples of an 8 kHz mouse, whole-pixel positions make the velocity noise alone
+/// 8000 px/s.
+pub const LINE_BASE_US: u64 = 8_000;
 
 /// The adaptive constant-acceleration Kalman predictor. See the module docs.
 #[derive(Debug, Clone)]
@@ -107,6 +140,9 @@ pub struct Predictor {
     config: PredictorConfig,
     state: Option<State>,
     resets: u64,
+    calibration: Calibration,
+    /// Recent samples, from the line model's anchor to the last.
+    history: VecDeque<(u64, f64, f64)>,
 }
 
 impl Predictor {
@@ -116,7 +152,112 @@ impl Predictor {
             config,
             state: None,
             resets: 0,
+            calibration: Calibration::default(),
+            history: VecDeque::new(),
         }
+    }
+
+    /// How far the predictor trusts each of its models `horizon_ms` ahead at its current
+    /// speed: the weights of the Kalman filter's and the last two samples' displacements
+    /// (see [`Calibration`]); `[1, 0]` before it has learned anything.
+    pub fn weights(&self, horizon_ms: f64) -> [f64; 2] {
+        let regime = self.state.as_ref().map_or(0, |s| self.regime(s));
+        self.calibration.weights(regime, horizon_ms)
+    }
+
+    /// The prediction for `t_us` with its expected error in pixels (the predictor's
+    /// confidence: small on motion it has foreseen well, large on motion it has not).
+    pub fn predict_with_error(&self, t_us: u64) -> Option<Prediction> {
+        let s = self.state.as_ref()?;
+        let h_ms = t_us.saturating_sub(s.t_us) as f64 * 1e-3;
+        let (base, disps) = self.displacements(s, h_ms * 1e-3);
+        let regime = self.regime(s);
+        let w = self.calibration.weights(regime, h_ms);
+        let (dx, dy) = (
+            w[0] * disps[0].0 + w[1] * disps[1].0,
+            w[0] * disps[0].1 + w[1] * disps[1].1,
+        );
+        let len = disps[0].0.hypot(disps[0].1);
+        Some(Prediction {
+            x: base.0 + dx,
+            y: base.1 + dy,
+            error_px: self.calibration.relative_error(regime, h_ms) * len,
+            weights: w,
+        })
+    }
+
+    /// The speed regime of the filter's state.
+    fn regime(&self, s: &State) -> usize {
+        regime(s.x[(1, 0)].hypot(s.x[(1, 1)]))
+    }
+
+    /// The last sample and, as displacements from it `h` seconds ahead, the Kalman model's
+    /// prediction and the line through the last two samples (with distinct timestamps), both
+    /// capped at [`PredictorConfig::max_speed_px_s`]. Weights of 0 are exactly not predicting.
+    fn displacements(&self, s: &State, h: f64) -> ((f64, f64), Displacements) {
+        let c = &self.config;
+        let h = h.clamp(0.0, c.max_horizon_ms * 1e-3);
+        let ((px, py), (dx, dy)) = self.extrapolate(s, h);
+        let (lt, lx, ly) = s.last;
+        let kalman = (px + dx - lx, py + dy - ly);
+        let linear = match s.anchor {
+            Some((pt, pxx, pyy)) if lt > pt => {
+                let dt = (lt - pt) as f64 * 1e-6;
+                let (vx, vy) = ((lx - pxx) / dt, (ly - pyy) / dt);
+                let speed = vx.hypot(vy);
+                let k = if speed > c.max_speed_px_s {
+                    c.max_speed_px_s / speed
+                } else {
+                    1.0
+                };
+                (vx * h * k, vy * h * k)
+            }
+            _ => (0.0, 0.0),
+        };
+        ((lx, ly), [kalman, linear])
+    }
+
+    /// The model's position estimate and the displacement it extrapolates `h` seconds ahead,
+    /// before calibration.
+    fn extrapolate(&self, s: &State, h: f64) -> ((f64, f64), (f64, f64)) {
+        let c = &self.config;
+        let mut h = h.clamp(0.0, c.max_horizon_ms * 1e-3);
+        let (px, py) = (s.x[(0, 0)], s.x[(0, 1)]);
+        let (vx, vy) = (s.x[(1, 0)], s.x[(1, 1)]);
+        let (mut ax, mut ay) = (s.x[(2, 0)], s.x[(2, 1)]);
+        let along = ax * vx + ay * vy;
+        if along < 0.0 {
+            // Braking: stop where this deceleration brings the speed to 0, never beyond.
+            h = h.min(-(vx * vx + vy * vy) / along);
+        } else {
+            // Speeding up: a min-jerk move's acceleration fades, so use only part of it.
+            ax *= c.accel_weight;
+            ay *= c.accel_weight;
+        }
+        let (dx, dy) = (vx * h + 0.5 * ax * h * h, vy * h + 0.5 * ay * h * h);
+        let speed2 = vx * vx + vy * vy;
+        let rest2 = c.rest_speed_px_s * c.rest_speed_px_s;
+        let mut gain = if speed2 > 0.0 {
+            speed2 / (speed2 + rest2)
+        } else {
+            0.0
+        };
+        let len = dx.hypot(dy) * gain;
+        let limit = c.max_speed_px_s * h;
+        if len > limit {
+            gain *= limit / len;
+        }
+        ((px, py), (dx * gain, dy * gain))
+    }
+
+    /// Restarts the filter from a sample, keeping the calibration.
+    fn restart_at(&mut self, t_us: u64, x: f64, y: f64) {
+        self.resets += 1;
+        self.calibration.restart();
+        self.state = Some(self.start(t_us, x, y));
+        self.calibration.observe(t_us, x, y);
+        self.history.clear();
+        self.history.push_back((t_us, x, y));
     }
 
     /// The settings.
@@ -150,6 +291,9 @@ impl Predictor {
             )),
             t_us,
             log_q_scale: 0.0,
+            last: (t_us, x, y),
+            anchor: None,
+            started_us: t_us,
         }
     }
 }
@@ -162,13 +306,15 @@ impl PointerPredictor for Predictor {
         }
         let Some(mut s) = self.state else {
             self.state = Some(self.start(t_us, x, y));
+            self.calibration.observe(t_us, x, y);
+            self.history.clear();
+            self.history.push_back((t_us, x, y));
             return;
         };
         // A sample older than the last one is taken as simultaneous with it.
         let dt = t_us.saturating_sub(s.t_us) as f64 * 1e-6;
         if dt * 1e3 > c.max_gap_ms {
-            self.resets += 1;
-            self.state = Some(self.start(t_us, x, y));
+            self.restart_at(t_us, x, y);
             return;
         }
         let (dt2, dt3) = (dt * dt, dt * dt * dt);
@@ -189,8 +335,7 @@ impl PointerPredictor for Predictor {
         let pp = f * s.p * f.transpose() + qm;
         let (ex, ey) = (x - xp[(0, 0)], y - xp[(0, 1)]);
         if ex.hypot(ey) > c.jump_px {
-            self.resets += 1;
-            self.state = Some(self.start(t_us, x, y));
+            self.restart_at(t_us, x, y);
             return;
         }
         let r = c.measurement_noise_px * c.measurement_noise_px;
@@ -203,46 +348,36 @@ impl PointerPredictor for Predictor {
         s.x = xp + k * RowVector2::new(ex, ey);
         s.p = pp - k * k.transpose() * sv;
         s.t_us = s.t_us.max(t_us);
+        s.last = (t_us.max(s.last.0), x, y);
+        self.history.push_back(s.last);
+        while self.history.len() > 1 && self.history[1].0 + LINE_BASE_US <= s.last.0 {
+            self.history.pop_front();
+        }
+        s.anchor = self.history.front().copied().filter(|a| a.0 < s.last.0);
         self.state = Some(s);
+        // Score the predictions that fall due, then record this sample's.
+        self.calibration.observe(t_us, x, y);
+        if s.t_us >= s.started_us + WARMUP_US {
+            let base = (s.last.1, s.last.2);
+            let disps = CHECK_HORIZONS_MS.map(|h| self.displacements(&s, h * 1e-3).1);
+            self.calibration
+                .schedule(s.t_us, self.regime(&s), base, disps);
+        }
     }
 
     fn predict(&self, t_us: u64) -> (f64, f64) {
-        let Some(s) = &self.state else {
-            return (0.0, 0.0);
-        };
-        let c = &self.config;
-        let mut h = (t_us.saturating_sub(s.t_us) as f64 * 1e-6).min(c.max_horizon_ms * 1e-3);
-        let (px, py) = (s.x[(0, 0)], s.x[(0, 1)]);
-        let (vx, vy) = (s.x[(1, 0)], s.x[(1, 1)]);
-        let (mut ax, mut ay) = (s.x[(2, 0)], s.x[(2, 1)]);
-        let along = ax * vx + ay * vy;
-        if along < 0.0 {
-            // Braking: stop where this deceleration brings the speed to 0, never beyond.
-            h = h.min(-(vx * vx + vy * vy) / along);
-        } else {
-            // Speeding up: a min-jerk move's acceleration fades, so use only part of it.
-            ax *= c.accel_weight;
-            ay *= c.accel_weight;
-        }
-        let (dx, dy) = (vx * h + 0.5 * ax * h * h, vy * h + 0.5 * ay * h * h);
-        let speed2 = vx * vx + vy * vy;
-        let rest2 = c.rest_speed_px_s * c.rest_speed_px_s;
-        let mut gain = if speed2 > 0.0 {
-            speed2 / (speed2 + rest2)
-        } else {
-            0.0
-        };
-        let len = dx.hypot(dy) * gain;
-        let limit = c.max_speed_px_s * h;
-        if len > limit {
-            gain *= limit / len;
-        }
-        let (dx, dy) = (dx * gain, dy * gain);
-        (px + dx, py + dy)
+        self.predict_with_error(t_us)
+            .map_or((0.0, 0.0), |p| (p.x, p.y))
     }
 
     fn reset(&mut self) {
         self.state = None;
+        self.calibration.clear();
+    }
+
+    fn restart(&mut self) {
+        self.state = None;
+        self.calibration.restart();
     }
 
     fn name(&self) -> &'static str {

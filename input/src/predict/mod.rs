@@ -6,10 +6,25 @@
 //!
 //! # Model
 //!
-//! [`Predictor`] is a Kalman filter with a constant-acceleration state per axis,
-//! `[p, v, a]`, driven by white jerk of spectral density `q` (px²/s⁵). Both axes share one
-//! covariance (their noise is isotropic), so one 3 × 3 covariance and gain serve x and y. Over
-//! an interval `dt` (any length: 125–1000 Hz and jitter are just different `dt`s):
+//! [`Predictor`] combines two models of where the pointer is going and learns, from how its own
+//! past predictions turned out, how far to trust each ([`Calibration`]):
+//!
+//! 1. a Kalman filter with a constant-acceleration state per axis (below);
+//! 2. the line through the last sample and the latest one at least [`LINE_BASE_US`] older.
+//!
+//! From each sample it predicts `last sample + g₁·D₁ + g₂·D₂`, where `Dᵢ` are the two models'
+//! displacements and the weights `gᵢ` are the least-squares fit, over the last few seconds, of
+//! the displacements that really followed earlier samples, per horizon and per speed regime
+//! (rest, moving, fast). `g = 0` is exactly not predicting, so on motion neither model foresees
+//! (a flick's hard stop, a stick's spring, a resting hand's tremor) the fit backs off towards
+//! the last sample instead of overshooting; on smooth tracking it keeps the filter whole. The
+//! fit's residual is the prediction's expected error, [`Predictor::predict_with_error`]: the
+//! predictor's confidence, which the node's region of interest can use.
+//!
+//! The filter's state is `[p, v, a]` per axis, driven by white jerk of spectral density `q`
+//! (px²/s⁵). Both axes share one covariance (their noise is isotropic), so one 3 × 3 covariance
+//! and gain serve x and y. Over an interval `dt` (any length: 125–8000 Hz and jitter are just
+//! different `dt`s):
 //!
 //! ```text
 //! F = | 1 dt dt²/2 |      Q = q · | dt⁵/20 dt⁴/8 dt³/6 |      z = p + noise (variance r)
@@ -29,36 +44,32 @@
 //! - **Rest.** Extrapolating tremor (8–12 Hz) 50 ms ahead only adds error, so the predicted
 //!   displacement is scaled by `s² / (s² + s_rest²)` for estimated speed `s` and
 //!   [`PredictorConfig::rest_speed_px_s`].
-//! - **Resets.** [`PointerPredictor::reset`] forgets everything (call it on a button press: a
-//!   click ends an aimed move). The filter also restarts by itself on a gap longer than
+//! - **Resets.** [`PointerPredictor::reset`] forgets everything; [`PointerPredictor::restart`]
+//!   forgets the motion but keeps the calibration (call it on a button press: a click ends an
+//!   aimed move). The filter also restarts by itself on a gap longer than
 //!   [`PredictorConfig::max_gap_ms`] or a jump of more than [`PredictorConfig::jump_px`] from
-//!   where it expected the sample (pointer lock, a teleport, a new touch).
+//!   where it expected the sample (pointer lock, a teleport, a new touch). A restarted filter's
+//!   first [`WARMUP_US`] are its transient and are not scored.
 //! - **No overshoot at stops.** A min-jerk move ends decelerating. When the acceleration
-//!   opposes the velocity and would stop the pointer within the horizon, the prediction is
-//!   that stop point, `p + v·ts + ½·a·ts²` with `ts = |v|² / −(a·v)`, never beyond. While
-//!   speeding up, only a fraction [`PredictorConfig::accel_weight`] of the acceleration is
-//!   extrapolated, because a min-jerk move's acceleration fades before its midpoint. The
-//!   displacement is capped at [`PredictorConfig::max_speed_px_s`] × horizon, and the horizon
-//!   at [`PredictorConfig::max_horizon_ms`].
+//!   opposes the velocity and would stop the pointer within the horizon, the filter's
+//!   prediction is that stop point, `p + v·ts + ½·a·ts²` with `ts = |v|² / −(a·v)`, never
+//!   beyond. While speeding up, only a fraction [`PredictorConfig::accel_weight`] of the
+//!   acceleration is extrapolated, because a min-jerk move's acceleration fades before its
+//!   midpoint. The displacement is capped at [`PredictorConfig::max_speed_px_s`] × horizon, and
+//!   the horizon at [`PredictorConfig::max_horizon_ms`].
 //!
 //! For a stick, feed the deflection scaled to pixels (e.g. ±1000) so the defaults apply.
 //!
-//! # Tuning
+//! # Tuning and validation
 //!
-//! The defaults were chosen by sweeping each parameter on [`crate::corpus::default_corpus`]
-//! at a 50 ms horizon, and checked on corpus traces with other seeds and on a noisier variant
-//! (2 px quantisation, 1–2 px tremor, ±40 % jitter); `stratus-bench predict` prints the
-//! numbers. A high base jerk density (2·10⁷ px²/s⁵) matters most: aimed moves start and stop
-//! abruptly, and a sluggish filter lags by tens of pixels. The rest gate (100 px/s) keeps the
-//! pointer still while the hand is. The adaptation raises `q` up to 30× when the motion
-//! surprises the filter; its gain is modest, because the innovation cannot tell a manoeuvre
-//! from more sensor noise than `r` assumes, so `r` is set on the generous side (1 px).
-//! Extrapolating half of the acceleration while speeding up, and all of it while braking,
-//! keeps the overshoot at stops to about a pixel at 50 ms.
-//!
-//! Baselines for measurement, behind the same [`PointerPredictor`] trait: [`NoPrediction`] (the
-//! last sample) and [`LinearExtrapolation`] (the last two samples). [`evaluate`] measures any of
-//! them on a [`Trace`].
+//! The filter's defaults were chosen by sweeping each parameter on
+//! [`crate::corpus::default_corpus`] at a 50 ms horizon; the calibration's constants and the
+//! filter's `max_q_scale` (raised from 30 to 1000 so the filter keeps up with flicks) on the
+//! tuning families of [`crate::corpus::family_corpus`] (aimed moves, flicks, random walks).
+//! Drags, idle hands, circles and sticks are held out as the validation split;
+//! `stratus-bench predict` prints every family at 16–100 ms against [`NoPrediction`] (the last
+//! sample) and [`LinearExtrapolation`] (the last two samples), measured by [`evaluate_family`]
+//! against the true motion. [`evaluate`] measures any predictor on a recorded [`Trace`].
 //!
 //! # Drive loop
 //!
@@ -88,6 +99,7 @@
 //! [`Trace`]: crate::trace::Trace
 
 mod baselines;
+mod calibration;
 mod eval;
 mod golden;
 mod horizon;
@@ -96,14 +108,22 @@ mod kalman;
 mod tests;
 
 pub use baselines::{LinearExtrapolation, NoPrediction};
-pub use eval::{ErrorSamples, ErrorStats, OVERSHOOT_WINDOW_US, evaluate, evaluate_samples};
+pub use calibration::{
+    CALIBRATION_MS, CHECK_HORIZONS_MS, Calibration, Displacements, LINE_PRIOR_WEIGHT_PX2, MAX_GAIN,
+    MODEL_PRIOR, MODELS, PRIOR_WEIGHT_PX2, REGIME_SPEEDS_PX_S, REGIMES, regime,
+};
+pub use eval::{
+    ErrorSamples, ErrorStats, OVERSHOOT_WINDOW_US, evaluate, evaluate_family, evaluate_observed,
+    evaluate_samples,
+};
 pub use golden::{GOLDEN_HORIZONS_MS, golden_vectors};
 pub use horizon::{HORIZON_GAIN, Horizon, MAX_HORIZON_MS};
 pub use kalman::{
     DEFAULT_ACCEL_WEIGHT, DEFAULT_ADAPT_GAIN, DEFAULT_ADAPT_MS, DEFAULT_INITIAL_ACCEL_PX_S2,
     DEFAULT_INITIAL_SPEED_PX_S, DEFAULT_JERK_PSD, DEFAULT_JUMP_PX, DEFAULT_MAX_GAP_MS,
     DEFAULT_MAX_HORIZON_MS, DEFAULT_MAX_Q_SCALE, DEFAULT_MAX_SPEED_PX_S,
-    DEFAULT_MEASUREMENT_NOISE_PX, DEFAULT_REST_SPEED_PX_S, NIS_CAP, Predictor, PredictorConfig,
+    DEFAULT_MEASUREMENT_NOISE_PX, DEFAULT_REST_SPEED_PX_S, LINE_BASE_US, NIS_CAP, Prediction,
+    Predictor, PredictorConfig, WARMUP_US,
 };
 
 /// A pointer predictor: fed samples, asked where the pointer will be.
@@ -113,8 +133,14 @@ pub trait PointerPredictor {
     /// The predicted position at `t_us` (normally later than the last sample); `(0, 0)` before
     /// the first sample.
     fn predict(&self, t_us: u64) -> (f64, f64);
-    /// Forgets all history, as after a discontinuity.
+    /// Forgets all history, including anything learned about the player.
     fn reset(&mut self);
-    /// A short name for reports (`none`, `linear`, `kalman`).
+    /// Forgets the motion, as after a discontinuity (a button press ends an aimed move),
+    /// keeping what was learned about the player; by default the same as [`Self::reset`].
+    fn restart(&mut self) {
+        self.reset();
+    }
+    /// A short name for reports (`none`, `linear`, `kalman`: the shipped predictor keeps the
+    /// name `kalman` in reports).
     fn name(&self) -> &'static str;
 }

@@ -157,6 +157,6 @@ fn stats_summarise() {
 fn golden_vectors_are_json_shaped() {
     let g = golden_vectors();
     assert!(g.starts_with('{') && g.ends_with("}\n"));
-    assert_eq!(g.matches("\"observations\"").count(), 4);
+    assert_eq!(g.matches("\"observations\"").count(), 7);
     assert!(g.len() < 300_000, "{} bytes", g.len());
 }

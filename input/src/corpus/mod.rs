@@ -24,6 +24,27 @@
 //! [`default_corpus`] is the fixed set the bench and tests use: rates 125, 250, 500 and
 //! 1000 Hz × [`DEFAULT_TRACES_PER_RATE`] traces × [`DEFAULT_DURATION_MS`], seeds
 //! `DEFAULT_SEED + index`.
+//!
+//! # Motion families and devices
+//!
+//! Aimed moves are one kind of motion among many, and the one the predictor was first tuned
+//! on. [`family_corpus`] adds what players also do, each a [`Family`]: flicks that end in a
+//! hard stop, random-walk tracking, drags, idle hands, circles and strafing arcs, analog
+//! sticks. A family's generator draws the true motion as a finely sampled [`Path`]; a
+//! [`Device`] then reports it the way real hardware and browsers do (125 Hz to 8 kHz mice,
+//! events coalesced to a 60–240 Hz display, timestamps floored to 15.625 ms or 1 ms, dropped
+//! and duplicated events, whole pixels), giving an [`Observed`] trace that keeps, for every
+//! event, the true time its position was taken. Predictions are scored against the true
+//! motion at the true time plus the horizon ([`crate::predict::evaluate_family`]), so a device
+//! that reports late or coarsely costs what it costs a player.
+
+mod device;
+mod families;
+mod path;
+
+pub use device::{DEVICES, Device, Observed};
+pub use families::{FAMILY_DURATION_MS, FAMILY_TRACES, Family, FamilyTrace, family_corpus};
+pub use path::Path;
 
 use crate::trace::{Sample, Stop, Trace, TraceMeta};
 
@@ -63,6 +84,18 @@ impl SplitMix64 {
     /// Uniform in `[lo, hi)`.
     pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.next_f64()
+    }
+
+    /// A standard normal deviate (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u = 1.0 - self.next_f64(); // in (0, 1]: the logarithm stays finite
+        let v = self.next_f64();
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    /// Log-uniform in `[lo, hi)` (both positive): as many short values as long ones per octave.
+    pub fn log_range(&mut self, lo: f64, hi: f64) -> f64 {
+        (lo.ln() + (hi.ln() - lo.ln()) * self.next_f64()).exp()
     }
 }
 
@@ -114,11 +147,11 @@ impl MotionConfig {
 
 /// One planned move.
 #[derive(Debug, Clone, Copy)]
-struct Move {
-    t0: f64,
-    t1: f64,
-    from: (f64, f64),
-    to: (f64, f64),
+pub(crate) struct Move {
+    pub(crate) t0: f64,
+    pub(crate) t1: f64,
+    pub(crate) from: (f64, f64),
+    pub(crate) to: (f64, f64),
 }
 
 /// The minimum-jerk position fraction at `tau` in `[0, 1]`.
@@ -127,7 +160,7 @@ pub fn min_jerk(tau: f64) -> f64 {
     t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
 }
 
-fn plan(config: &MotionConfig, rng: &mut SplitMix64) -> (Vec<Move>, Vec<(f64, f64)>) {
+pub(crate) fn plan(config: &MotionConfig, rng: &mut SplitMix64) -> (Vec<Move>, Vec<(f64, f64)>) {
     let end_s = config.duration_ms as f64 * 1e-3;
     let (w, h) = config.screen_px;
     let mut pos = (w / 2.0, h / 2.0);
